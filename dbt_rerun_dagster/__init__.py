@@ -1,0 +1,33 @@
+"""Run dbt Core jobs as Dagster jobs that can be rerun from start or from failure.
+
+Each dbt command of a job becomes one op. Re-executing a failed run from
+failure runs `dbt retry` in the failed step, so only the dbt nodes that failed
+or were skipped run again.
+"""
+
+from dbt_rerun_dagster.errors import (
+    DbtJobDefinitionError,
+    DbtRerunError,
+    DbtStepFailure,
+    InvalidStepError,
+)
+from dbt_rerun_dagster.orchestration.job import build_dbt_definitions, build_dbt_job
+from dbt_rerun_dagster.tags import (
+    RERUN_MODE_FROM_FAILURE,
+    RERUN_MODE_FROM_START,
+    RERUN_MODE_TAG,
+    RESUMED_FROM_STEP_TAG,
+)
+
+__all__ = [
+    "RERUN_MODE_FROM_FAILURE",
+    "RERUN_MODE_FROM_START",
+    "RERUN_MODE_TAG",
+    "RESUMED_FROM_STEP_TAG",
+    "DbtJobDefinitionError",
+    "DbtRerunError",
+    "DbtStepFailure",
+    "InvalidStepError",
+    "build_dbt_definitions",
+    "build_dbt_job",
+]

@@ -1,0 +1,1 @@
+"""dbt-facing code: parsing step commands, invoking dbt, reading its artifacts."""

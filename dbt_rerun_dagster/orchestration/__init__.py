@@ -1,0 +1,1 @@
+"""Dagster-facing code: the job, its step ops, its executor and rerun detection."""

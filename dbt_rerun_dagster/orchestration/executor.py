@@ -1,0 +1,74 @@
+"""An executor wrapper that marks reruns before the first step starts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.retries import RetryMode
+from dagster._core.executor.base import Executor
+
+from dbt_rerun_dagster.orchestration.rerun import detect_rerun, mark_rerun
+
+
+class RerunMarkingExecutor(Executor):
+    """Delegates to another executor after tagging the run if it is a rerun.
+
+    Run tags and the opening event are written here, before any step starts,
+    so that sensors and the UI see them for the whole run. Steps check the
+    tags again, for jobs whose executor was replaced in run config.
+    """
+
+    def __init__(self, inner: Executor) -> None:
+        self._inner = inner
+
+    @property
+    def retries(self) -> RetryMode:
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self):  # type: ignore[no-untyped-def]
+        return self._inner.step_dependency_config
+
+    def execute(
+        self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
+    ) -> Iterator[DagsterEvent]:
+        run = plan_context.dagster_run
+        step_order = [
+            step.key for step in execution_plan.get_all_steps_in_topo_order()
+        ]
+        info = detect_rerun(plan_context.instance, run, step_order)
+        if info.mode is not None:
+            mark_rerun(plan_context.instance, run, info)
+            yield DagsterEvent.engine_event(
+                plan_context, info.opening_message(), EngineEventData(metadata=info.tags)
+            )
+
+        yield from self._inner.execute(plan_context, execution_plan)
+
+
+def with_rerun_marking(inner: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
+    """Wrap an executor definition so that its runs are marked as reruns up front.
+
+    The wrapper keeps the inner executor's name and config schema, so run
+    config written for the inner executor keeps working.
+    """
+    creation_fn = inner.executor_creation_fn
+    if creation_fn is None:
+        raise dg.DagsterInvariantViolationError(
+            f"Executor {inner.name!r} has no creation function and cannot be wrapped"
+        )
+
+    def create(init_context: dg.InitExecutorContext) -> Executor:
+        return RerunMarkingExecutor(creation_fn(init_context))
+
+    return dg.ExecutorDefinition(
+        name=inner.name,
+        config_schema=inner.config_schema,
+        requirements=inner.get_requirements,
+        executor_creation_fn=create,
+        description=inner.description,
+    )

@@ -1,0 +1,283 @@
+"""Building a Dagster job from an ordered list of dbt commands."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+from dagster_dbt import DbtProject
+
+from dbt_rerun_dagster.compat import check_dbt_version
+from dbt_rerun_dagster.dbt.commands import DbtCommand, parse_step, parse_steps
+from dbt_rerun_dagster.errors import DbtJobDefinitionError
+from dbt_rerun_dagster.orchestration.executor import with_rerun_marking
+from dbt_rerun_dagster.orchestration.spec import DbtJobSpec, StepSpec
+from dbt_rerun_dagster.orchestration.step import run_step
+
+# Job metadata key that marks jobs built by this plugin.
+DBT_JOB_METADATA_KEY = "dbt_rerun/project_dir"
+
+_PACKAGE_FILES = ("packages.yml", "dependencies.yml")
+
+
+def build_dbt_job(
+    name: str,
+    project_dir: str | os.PathLike[str] | DbtProject,
+    steps: Sequence[str],
+    *,
+    profiles_dir: str | os.PathLike[str] | None = None,
+    target: str | None = None,
+    artifacts_root: str | os.PathLike[str] | None = None,
+    retry_policy: dg.RetryPolicy | None = None,
+    executor: dg.ExecutorDefinition | None = None,
+    deps: bool | Literal["auto"] = "auto",
+    source_freshness: bool = False,
+    docs_generate: bool = False,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dg.JobDefinition:
+    """Build a Dagster job that runs dbt commands in order, one op per command.
+
+    A failed step skips the steps after it and fails the run. Re-executing a
+    failed run "from failure" runs `dbt retry` in the failed step, on that
+    step's artifacts from the failed run, then the skipped steps in full.
+    Re-executing "from start" runs every command again.
+
+    Args:
+        name: The Dagster job name.
+        project_dir: The dbt project directory, or a dagster-dbt `DbtProject`
+            (its profiles_dir and target are used unless given here).
+        steps: dbt commands such as ``"dbt seed"`` or
+            ``"dbt run --select tag:daily"``, split like a shell would split
+            them but never run through a shell.
+        profiles_dir: The directory of profiles.yml. Default: $DBT_PROFILES_DIR,
+            then the project directory if it has a profiles.yml, then ~/.dbt.
+        target: The dbt target for every step that does not set --target.
+        artifacts_root: Where each invocation's artifacts go, one directory per
+            run, step and attempt. Default: dbt_rerun_artifacts below the
+            Dagster instance's home directory ($DAGSTER_HOME).
+        retry_policy: A Dagster retry policy for every step; each new attempt
+            runs `dbt retry` on the previous attempt's artifacts.
+        executor: The executor; default: Dagster's in-process executor, which
+            runs the chain of steps in one process. Either way the executor is
+            wrapped to tag reruns before the first step starts.
+        deps: Add a `dbt deps` step first. "auto" adds it when the project
+            has a packages.yml or dependencies.yml.
+        source_freshness: Add `dbt source freshness` as the first dbt step. It
+            may fail without failing the run.
+        docs_generate: Add `dbt docs generate` as the last step. It may fail
+            without failing the run.
+        description: The job description shown in Dagster.
+        tags: Tags for every run of the job.
+
+    Raises:
+        DbtJobDefinitionError: an argument is invalid; the message names it and the fix.
+
+    Example:
+        .. code-block:: python
+
+            nightly = build_dbt_job(
+                "nightly",
+                project_dir="dbt_project",
+                steps=["dbt seed", "dbt run --select tag:daily", "dbt test"],
+                retry_policy=dg.RetryPolicy(max_retries=1),
+            )
+    """
+    check_dbt_version()
+    project = _resolve_project(project_dir, profiles_dir, target)
+    spec = _build_spec(
+        name,
+        project,
+        steps,
+        artifacts_root=artifacts_root,
+        deps=deps,
+        source_freshness=source_freshness,
+        docs_generate=docs_generate,
+    )
+    step_ops = [_build_step_op(spec, step, first=index == 0, retry_policy=retry_policy)
+                for index, step in enumerate(spec.steps)]
+
+    return _chain_ops(
+        spec,
+        step_ops,
+        executor=with_rerun_marking(executor or dg.in_process_executor),
+        description=description,
+        tags=tags,
+    )
+
+
+def _resolve_project(
+    project_dir: str | os.PathLike[str] | DbtProject,
+    profiles_dir: str | os.PathLike[str] | None,
+    target: str | None,
+) -> DbtProject:
+    if isinstance(project_dir, DbtProject):
+        base = project_dir
+        return DbtProject(
+            base.project_dir,
+            profiles_dir=profiles_dir or base.profiles_dir,
+            target=target or base.target,
+            profile=base.profile,
+        )
+
+    path = Path(project_dir).expanduser().resolve()
+    if not (path / "dbt_project.yml").is_file():
+        raise DbtJobDefinitionError(
+            f"project_dir {path} is not a dbt project: it has no dbt_project.yml. "
+            "Pass the directory that contains dbt_project.yml."
+        )
+    profiles = _resolve_profiles_dir(path, profiles_dir)
+
+    return DbtProject(path, profiles_dir=profiles, target=target)
+
+
+def _resolve_profiles_dir(project_dir: Path, profiles_dir: str | os.PathLike[str] | None) -> Path:
+    if profiles_dir is not None:
+        candidates = [Path(profiles_dir).expanduser().resolve()]
+    elif os.environ.get("DBT_PROFILES_DIR"):
+        candidates = [Path(os.environ["DBT_PROFILES_DIR"]).expanduser().resolve()]
+    else:
+        candidates = [project_dir, Path.home() / ".dbt"]
+
+    for candidate in candidates:
+        if (candidate / "profiles.yml").is_file():
+            return candidate
+
+    searched = ", ".join(str(candidate) for candidate in candidates)
+    raise DbtJobDefinitionError(
+        f"No profiles.yml found in {searched}. Pass profiles_dir= with the directory that "
+        "contains profiles.yml, or set DBT_PROFILES_DIR."
+    )
+
+
+def _build_spec(
+    name: str,
+    project: DbtProject,
+    steps: Sequence[str],
+    *,
+    artifacts_root: str | os.PathLike[str] | None,
+    deps: bool | Literal["auto"],
+    source_freshness: bool,
+    docs_generate: bool,
+) -> DbtJobSpec:
+    if isinstance(steps, str) or not isinstance(steps, Sequence):
+        raise DbtJobDefinitionError(
+            f"steps must be a list of dbt command strings, got {type(steps).__name__}: {steps!r}"
+        )
+    if not steps:
+        raise DbtJobDefinitionError(
+            f"Job {name!r} has no steps. Pass at least one dbt command, for example steps=['dbt build']."
+        )
+    if deps not in (True, False, "auto"):
+        raise DbtJobDefinitionError(f"deps must be True, False or 'auto', got {deps!r}")
+
+    project_dir, profiles_dir = Path(project.project_dir), Path(project.profiles_dir)
+    commands = parse_steps(steps, project_dir, profiles_dir)
+    user_steps = [(command, True) for command in commands]
+    before: list[tuple[DbtCommand, bool]] = []
+    if deps is True or (deps == "auto" and _has_packages(project_dir)):
+        if not any(command.subcommand == "deps" for command in commands):
+            before.append((parse_step(0, "dbt deps", project_dir, profiles_dir), True))
+    if source_freshness:
+        before.append((parse_step(0, "dbt source freshness", project_dir, profiles_dir), False))
+    after = []
+    if docs_generate:
+        after.append((parse_step(0, "dbt docs generate", project_dir, profiles_dir), False))
+
+    all_steps = [*before, *user_steps, *after]
+    step_specs = tuple(
+        StepSpec(name=f"step_{position}_{command.slug}", command=command, blocking=blocking)
+        for position, (command, blocking) in enumerate(all_steps, start=1)
+    )
+
+    return DbtJobSpec(
+        name=name,
+        project_dir=project_dir,
+        profiles_dir=profiles_dir,
+        target=project.target,
+        steps=step_specs,
+        artifacts_root=Path(artifacts_root).expanduser().resolve() if artifacts_root else None,
+    )
+
+
+def _has_packages(project_dir: Path) -> bool:
+    return any((project_dir / file_name).is_file() for file_name in _PACKAGE_FILES)
+
+
+def _build_step_op(
+    spec: DbtJobSpec, step: StepSpec, *, first: bool, retry_policy: dg.RetryPolicy | None
+) -> dg.OpDefinition:
+    ins = {} if first else {"after": dg.In(dg.Nothing)}
+    blocking_note = "" if step.blocking else " (may fail without failing the run)"
+
+    @dg.op(
+        name=step.name,
+        description=f"`{step.command.text}`{blocking_note}",
+        ins=ins,
+        out=dg.Out(dg.Nothing),
+        retry_policy=retry_policy,
+        tags={"kind": "dbt"},
+    )
+    def step_op(context):  # type: ignore[no-untyped-def]
+        yield from run_step(context, spec, step)
+
+    return step_op
+
+
+def _chain_ops(
+    spec: DbtJobSpec,
+    step_ops: list[dg.OpDefinition],
+    *,
+    executor: dg.ExecutorDefinition,
+    description: str | None,
+    tags: Mapping[str, str] | None,
+) -> dg.JobDefinition:
+    commands = "\n".join(f"{index}. `{step.command.text}`" for index, step in enumerate(spec.steps, start=1))
+    graph = dg.GraphDefinition(
+        name=spec.name,
+        node_defs=step_ops,
+        dependencies=_chain_dependencies(step_ops),
+        description=description or f"dbt job over {spec.project_dir}:\n\n{commands}",
+    )
+
+    return graph.to_job(
+        executor_def=executor,
+        tags=dict(tags or {}),
+        metadata={DBT_JOB_METADATA_KEY: str(spec.project_dir)},
+    )
+
+
+def _chain_dependencies(step_ops: list[dg.OpDefinition]) -> dict[str, dict[str, dg.DependencyDefinition]]:
+    return {
+        current.name: {"after": dg.DependencyDefinition(previous.name)}
+        for previous, current in zip(step_ops, step_ops[1:])
+    }
+
+
+def build_dbt_definitions(
+    *jobs: dg.JobDefinition,
+    schedules: Sequence[dg.ScheduleDefinition] = (),
+    sensors: Sequence[dg.SensorDefinition] = (),
+) -> dg.Definitions:
+    """Put one or more dbt jobs (with optional schedules and sensors) into `Definitions`.
+
+    Raises:
+        DbtJobDefinitionError: no job given, two jobs share a name, or an
+            object is not a job built by `build_dbt_job`.
+    """
+    if not jobs:
+        raise DbtJobDefinitionError("build_dbt_definitions needs at least one job from build_dbt_job")
+    names: set[str] = set()
+    for job in jobs:
+        if not isinstance(job, dg.JobDefinition) or DBT_JOB_METADATA_KEY not in job.metadata:
+            raise DbtJobDefinitionError(
+                f"{job!r} is not a job built by build_dbt_job; pass jobs that build_dbt_job returned"
+            )
+        if job.name in names:
+            raise DbtJobDefinitionError(f"Two jobs are named {job.name!r}; job names must be unique")
+        names.add(job.name)
+
+    return dg.Definitions(jobs=list(jobs), schedules=list(schedules), sensors=list(sensors))

@@ -1,0 +1,105 @@
+"""What a step reports: output metadata and the failure description."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from dbt_rerun_dagster.dbt.invoke import DbtInvocationResult
+from dbt_rerun_dagster.dbt.plan import StepPlan
+from dbt_rerun_dagster.dbt.results import NodeResult, RunResults
+from dbt_rerun_dagster.orchestration.spec import StepSpec
+
+# Failure messages can be long (compiled SQL in a database error); the full
+# text stays in run_results.json.
+MAX_MESSAGE_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """The outcome of one step invocation, as shown in Dagster."""
+
+    step: StepSpec
+    plan: StepPlan
+    result: DbtInvocationResult | None = None
+    target_dir: Path | None = None
+    results: RunResults | None = None
+
+    @property
+    def failed(self) -> bool:
+        if self.result is None:
+            return False
+
+        return self.result.exit_code != 0 or bool(self.results and self.results.failed_nodes)
+
+    @property
+    def invoked_command(self) -> str:
+        """The dbt command this invocation ran, without the options every invocation gets."""
+        return "dbt " + shlex.join(self.plan.dbt_args(self.step.command))
+
+    @property
+    def failed_nodes(self) -> tuple[NodeResult, ...]:
+        return self.results.failed_nodes if self.results else ()
+
+    def metadata(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "step command": dg.MetadataValue.text(self.step.command.text),
+            "mode": dg.MetadataValue.text(self.plan.mode.value),
+            "mode reason": dg.MetadataValue.text(self.plan.reason),
+        }
+        if self.plan.state_dir is not None:
+            metadata["retried artifacts"] = dg.MetadataValue.path(str(self.plan.state_dir))
+        if self.result is None:
+            return metadata
+
+        metadata["dbt command run"] = dg.MetadataValue.text(self.result.command_line)
+        metadata["exit code"] = dg.MetadataValue.int(self.result.exit_code)
+        if self.result.invocation_id:
+            metadata["dbt invocation id"] = dg.MetadataValue.text(self.result.invocation_id)
+        if self.target_dir is not None:
+            metadata["artifact directory"] = dg.MetadataValue.path(str(self.target_dir))
+        if self.results is not None:
+            metadata["node counts"] = dg.MetadataValue.json(self.results.status_counts())
+            metadata["nodes run"] = dg.MetadataValue.int(len(self.results.nodes))
+        if self.failed_nodes:
+            metadata["failed nodes"] = dg.MetadataValue.md(self._failed_nodes_markdown())
+
+        return metadata
+
+    def description(self) -> str:
+        """Describe the failure: command, exit code, failed nodes and where artifacts are."""
+        assert self.result is not None
+        lines = [
+            f"Step {self.step.name} failed: `{self.invoked_command}` "
+            f"exited with code {self.result.exit_code}."
+        ]
+        if self.result.error:
+            lines.append(f"dbt error: {_shorten(self.result.error)}")
+        for node in self.failed_nodes:
+            lines.append(f"- {node.unique_id} ({node.status}): {_shorten(node.message or '')}")
+        if self.result.exit_code != 0 and self.results is None:
+            lines.append("dbt wrote no run_results.json, so it stopped before running any node.")
+        if self.target_dir is not None:
+            lines.append(f"Artifacts: {self.target_dir}")
+
+        return "\n".join(lines)
+
+    def _failed_nodes_markdown(self) -> str:
+        rows = ["| node | status | message |", "| --- | --- | --- |"]
+        for node in self.failed_nodes:
+            message = _shorten(node.message or "").replace("|", "\\|").replace("\n", " ")
+            rows.append(f"| {node.unique_id} | {node.status} | {message} |")
+
+        return "\n".join(rows)
+
+
+def _shorten(text: str) -> str:
+    text = text.strip()
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+
+    return text[:MAX_MESSAGE_CHARS] + " [...]"

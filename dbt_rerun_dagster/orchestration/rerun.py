@@ -1,0 +1,133 @@
+"""Deciding whether a run is a rerun, and in which mode, from what it executes.
+
+Dagster offers several ways to re-execute a run and they do not tag runs
+alike (as of Dagster 1.13): the webserver and GraphQL set
+`dagster/is_resume_retry` for "from failure", `execute_job` with
+`ReexecutionOptions` sets no tag at all, and run retries copy the parent's
+tags. The mode is therefore derived from the run itself: a rerun that
+executes a step which succeeded in its parent run is a rerun from start,
+any other rerun resumes from failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.execution.stats import StepEventStatus
+
+from dbt_rerun_dagster.tags import (
+    RERUN_MODE_FROM_FAILURE,
+    RERUN_MODE_FROM_START,
+    RERUN_MODE_TAG,
+    RESUMED_FROM_STEP_TAG,
+)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How a step ended in the nearest ancestor run that executed it."""
+
+    status: StepEventStatus | None
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RerunInfo:
+    """How a run relates to its parent; `mode` is None for a fresh run."""
+
+    mode: str | None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    resumed_from_step: str | None = None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        if self.mode is None or self.resumed_from_step is None:
+            return {}
+
+        return {RERUN_MODE_TAG: self.mode, RESUMED_FROM_STEP_TAG: self.resumed_from_step}
+
+    def opening_message(self) -> str:
+        if self.mode == RERUN_MODE_FROM_FAILURE:
+            return (
+                f"This run resumes execution from the last failed step of run "
+                f"{self.parent_run_id}: it starts at {self.resumed_from_step}, which runs "
+                "`dbt retry` on that run's artifacts when it can."
+            )
+
+        return (
+            f"This run reruns run {self.parent_run_id} from the start: every step runs its "
+            "original dbt command again."
+        )
+
+
+FRESH_RUN = RerunInfo(mode=None)
+
+
+def ancestor_step_outcomes(
+    instance: dg.DagsterInstance, run: dg.DagsterRun
+) -> dict[str, StepOutcome]:
+    """Map each step key to its outcome in the nearest ancestor run that executed it.
+
+    A from-failure rerun executes only some steps, so the outcome of a step it
+    skipped lies further up the chain (parent, grandparent, ... root).
+    """
+    outcomes: dict[str, StepOutcome] = {}
+    ancestor_id = run.parent_run_id
+    while ancestor_id:
+        for stats in instance.get_run_step_stats(ancestor_id):
+            outcomes.setdefault(stats.step_key, StepOutcome(stats.status, ancestor_id))
+        ancestor = instance.get_run_by_id(ancestor_id)
+        ancestor_id = ancestor.parent_run_id if ancestor else None
+
+    return outcomes
+
+
+def detect_rerun(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, step_order: Sequence[str]
+) -> RerunInfo:
+    """Work out the rerun mode of `run` from the steps it executes.
+
+    Args:
+        step_order: The job's step keys in execution order.
+    """
+    if not run.parent_run_id:
+        return FRESH_RUN
+
+    executed = run.step_keys_to_execute
+    executed_in_order = [step for step in step_order if executed is None or step in executed]
+    resumed_from = executed_in_order[0] if executed_in_order else None
+    common = {
+        "parent_run_id": run.parent_run_id,
+        "root_run_id": run.root_run_id,
+        "resumed_from_step": resumed_from,
+    }
+    # `step_keys_to_execute` is None when every step runs: Dagster's ALL_STEPS
+    # strategy and `ReexecutionOptions(parent_run_id)` without a selection.
+    if executed is None:
+        return RerunInfo(mode=RERUN_MODE_FROM_START, **common)
+
+    outcomes = ancestor_step_outcomes(instance, run)
+    reruns_a_success = any(
+        outcomes.get(step) is not None and outcomes[step].status == StepEventStatus.SUCCESS
+        for step in executed
+    )
+
+    return RerunInfo(
+        mode=RERUN_MODE_FROM_START if reruns_a_success else RERUN_MODE_FROM_FAILURE, **common
+    )
+
+
+def mark_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun, info: RerunInfo) -> bool:
+    """Write the rerun tags onto the run unless it already has them; return True if written."""
+    wanted = info.tags
+    current = instance.get_run_by_id(run.run_id)
+    current_tags = current.tags if current else run.tags
+    if not wanted or all(current_tags.get(key) == value for key, value in wanted.items()):
+        return False
+
+    instance.add_run_tags(run.run_id, wanted)
+
+    return True

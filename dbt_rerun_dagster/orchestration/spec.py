@@ -1,0 +1,71 @@
+"""The validated description of a dbt job that its ops run from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from dbt_rerun_dagster.artifacts import ArtifactStore
+from dbt_rerun_dagster.dbt.commands import DbtCommand
+
+DEFAULT_ARTIFACTS_DIRNAME = "dbt_rerun_artifacts"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a job: its op name and its dbt command."""
+
+    name: str
+    command: DbtCommand
+    blocking: bool = True
+
+
+@dataclass(frozen=True)
+class DbtJobSpec:
+    """Everything the step ops of one job need at run time."""
+
+    name: str
+    project_dir: Path
+    profiles_dir: Path
+    target: str | None
+    steps: tuple[StepSpec, ...]
+    artifacts_root: Path | None
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step.name for step in self.steps]
+
+    def artifact_store(self, instance: dg.DagsterInstance) -> ArtifactStore:
+        """Return the job's artifact store; by default it lies below $DAGSTER_HOME."""
+        root = self.artifacts_root
+        if root is None:
+            root = Path(instance.root_directory) / DEFAULT_ARTIFACTS_DIRNAME
+
+        return ArtifactStore(root=root, job_name=self.name)
+
+    def invocation_args(self, command: DbtCommand, dbt_args: tuple[str, ...], target_dir: Path) -> list[str]:
+        """Add the options every invocation gets to a step's dbt arguments."""
+        args = [
+            *dbt_args,
+            "--project-dir",
+            str(self.project_dir),
+            "--profiles-dir",
+            str(self.profiles_dir),
+            "--target-path",
+            str(target_dir),
+            "--log-path",
+            str(target_dir),
+            # dbt's colour codes would end up in Dagster's logs and error messages.
+            "--no-use-colors",
+        ]
+        # `dbt retry` replays the target of the invocation it retries.
+        if self.target and dbt_args[0] != "retry" and not _sets_target(command):
+            args += ["--target", self.target]
+
+        return args
+
+
+def _sets_target(command: DbtCommand) -> bool:
+    return command.has_option("--target") or command.has_option("-t")

@@ -1,0 +1,136 @@
+"""The body of a step op: plan the invocation, run dbt, report."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+
+import dagster as dg
+from dagster._core.execution.stats import StepEventStatus
+
+from dbt_rerun_dagster.artifacts import ArtifactStore, InvocationRecord, utc_now, write_record
+from dbt_rerun_dagster.dbt.invoke import EXIT_INVOCATION_ERROR, invoke_dbt
+from dbt_rerun_dagster.dbt.plan import StepMode, StepPlan, plan_full, plan_resume
+from dbt_rerun_dagster.dbt.results import load_run_results
+from dbt_rerun_dagster.errors import DbtStepFailure, RunResultsError
+from dbt_rerun_dagster.orchestration.report import StepReport
+from dbt_rerun_dagster.orchestration.rerun import (
+    RerunInfo,
+    ancestor_step_outcomes,
+    detect_rerun,
+    mark_rerun,
+)
+from dbt_rerun_dagster.orchestration.spec import DbtJobSpec, StepSpec
+from dbt_rerun_dagster.tags import RERUN_MODE_FROM_FAILURE
+
+
+def run_step(
+    context: dg.OpExecutionContext, spec: DbtJobSpec, step: StepSpec
+) -> Iterator[dg.Output]:
+    """Run one step of a dbt job and yield its (empty) output with metadata.
+
+    Raises:
+        DbtStepFailure: dbt exited non-zero or reported failed nodes, unless
+            the step is non-blocking.
+    """
+    info = _ensure_rerun_marked(context, spec)
+    store = spec.artifact_store(context.instance)
+    plan = _plan_step(context, step, info, store)
+    context.log.info("%s runs %s: %s", step.name, plan.mode.value, plan.reason)
+
+    report = StepReport(step, plan)
+    if plan.mode is not StepMode.NOTHING_TO_RETRY:
+        report = _execute(context, spec, step, plan, store)
+        if _retry_was_impossible(report):
+            fallback = plan_full(
+                f"dbt retry stopped before running any node ({report.result.error}), "
+                "for example because a model it should retry was renamed or deleted"
+            )
+            context.log.warning("%s falls back to its full command: %s", step.name, fallback.reason)
+            report = _execute(context, spec, step, fallback, store)
+
+    if report.failed and step.blocking:
+        raise DbtStepFailure(report.description(), report.metadata())
+    if report.failed:
+        context.log.error(
+            "%s failed, but it does not fail the run:\n%s", step.name, report.description()
+        )
+
+    yield dg.Output(None, metadata=report.metadata())
+
+
+def _ensure_rerun_marked(context: dg.OpExecutionContext, spec: DbtJobSpec) -> RerunInfo:
+    """Detect the rerun mode and tag the run if its executor has not already done so."""
+    info = detect_rerun(context.instance, context.run, spec.step_names)
+    if mark_rerun(context.instance, context.run, info):
+        context.log.info(info.opening_message())
+
+    return info
+
+
+def _plan_step(
+    context: dg.OpExecutionContext, step: StepSpec, info: RerunInfo, store: ArtifactStore
+) -> StepPlan:
+    if context.retry_number > 0:
+        previous_dir = store.latest_invocation_dir(context.run_id, step.name)
+        return plan_resume(step.command, previous_dir, f"the previous attempt of {step.name}")
+    if info.mode is None:
+        return plan_full("fresh run")
+    if info.mode != RERUN_MODE_FROM_FAILURE:
+        return plan_full("rerun from start")
+
+    outcome = ancestor_step_outcomes(context.instance, context.run).get(step.name)
+    if outcome is None or outcome.status == StepEventStatus.SKIPPED:
+        return plan_full(f"{step.name} did not run in the parent run")
+    if outcome.status == StepEventStatus.SUCCESS:
+        return plan_full(f"{step.name} succeeded in run {outcome.run_id} and was selected again")
+
+    previous_dir = store.latest_invocation_dir(outcome.run_id, step.name)
+
+    return plan_resume(step.command, previous_dir, f"{step.name} of run {outcome.run_id}")
+
+
+def _execute(
+    context: dg.OpExecutionContext,
+    spec: DbtJobSpec,
+    step: StepSpec,
+    plan: StepPlan,
+    store: ArtifactStore,
+) -> StepReport:
+    target_dir = store.new_invocation_dir(context.run_id, step.name, context.retry_number)
+    store.seed_partial_parse(target_dir)
+    args = spec.invocation_args(step.command, plan.dbt_args(step.command), target_dir)
+    record = InvocationRecord(
+        run_id=context.run_id,
+        step=step.name,
+        attempt=context.retry_number,
+        dbt_args=tuple(args),
+        mode=plan.mode.value,
+        reason=plan.reason,
+        started_at=utc_now(),
+    )
+    write_record(target_dir, record)
+
+    context.log.info("Starting: dbt %s", shlex.join(args))
+    result = invoke_dbt(args, spec.project_dir)
+    context.log.info("Finished: dbt %s exited with code %d", args[0], result.exit_code)
+
+    write_record(
+        target_dir, record.finished(exit_code=result.exit_code, invocation_id=result.invocation_id)
+    )
+    store.save_partial_parse(target_dir)
+    try:
+        results = load_run_results(target_dir)
+    except RunResultsError:
+        results = None
+
+    return StepReport(step, plan, result, target_dir, results)
+
+
+def _retry_was_impossible(report: StepReport) -> bool:
+    return (
+        report.plan.mode is StepMode.RETRY
+        and report.result is not None
+        and report.result.exit_code == EXIT_INVOCATION_ERROR
+        and report.results is None
+    )
