@@ -1,0 +1,29 @@
+"""The public names of the package; removing one is a breaking change."""
+
+from __future__ import annotations
+
+import dbt_rerun_dagster
+
+
+def test_exported_names() -> None:
+    assert sorted(dbt_rerun_dagster.__all__) == sorted(
+        [
+            "RERUN_MODE_FROM_FAILURE",
+            "RERUN_MODE_FROM_START",
+            "RERUN_MODE_TAG",
+            "RESUMED_FROM_STEP_TAG",
+            "DbtJobDefinitionError",
+            "DbtRerunError",
+            "DbtStepFailure",
+            "InvalidStepError",
+            "build_dbt_definitions",
+            "build_dbt_job",
+        ]
+    )
+
+
+def test_tag_keys_are_stable() -> None:
+    assert dbt_rerun_dagster.RERUN_MODE_TAG == "dbt_rerun/rerun_mode"
+    assert dbt_rerun_dagster.RESUMED_FROM_STEP_TAG == "dbt_rerun/resumed_from_step"
+    assert dbt_rerun_dagster.RERUN_MODE_FROM_FAILURE == "from_failure"
+    assert dbt_rerun_dagster.RERUN_MODE_FROM_START == "from_start"
