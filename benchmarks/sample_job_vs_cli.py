@@ -40,10 +40,20 @@ def fresh_project(workdir: Path) -> Path:
 
 def run_cli(workdir: Path) -> float:
     project = fresh_project(workdir)
-    env = {**os.environ, "DBT_DUCKDB_PATH": str(project / "warehouse.duckdb"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "DBT_DUCKDB_PATH": str(project / "warehouse.duckdb"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     started = time.perf_counter()
     for args in STEPS:
-        subprocess.run([str(BIN / "dbt"), *args, "--no-use-colors"], cwd=project, env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(BIN / "dbt"), *args, "--no-use-colors"],
+            cwd=project,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return time.perf_counter() - started
 
 
@@ -60,15 +70,32 @@ def run_dagster(workdir: Path) -> float:
         "DBT_DUCKDB_PATH": str(project / "warehouse.duckdb"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-    command = [str(BIN / "dagster"), "job", "execute", "-m", "dbt_rerun_dagster.definitions", "-j", "jaffle_nightly"]
+    command = [
+        str(BIN / "dagster"),
+        "job",
+        "execute",
+        "-m",
+        "dbt_rerun_dagster.definitions",
+        "-j",
+        "jaffle_nightly",
+    ]
     started = time.perf_counter()
-    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of each contender (default 5)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds of each contender (default 5)"
+    )
     rounds = parser.parse_args().rounds
     timings: dict[str, list[float]] = {"cli": [], "dagster": []}
     with tempfile.TemporaryDirectory() as tmp:

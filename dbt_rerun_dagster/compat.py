@@ -8,6 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+# Dagster internals the plugin depends on, private as of Dagster 1.13: the
+# step status of a run's step stats, an executor's retry mode, and the
+# engine event an executor writes to a run's event log.
+from dagster._core.events import EngineEventData
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.stats import StepEventStatus
 from packaging.version import Version
 
 from dbt_rerun_dagster.errors import DbtJobDefinitionError
@@ -90,8 +96,14 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def in_process_executor_class() -> type:
-    """Return Dagster's `InProcessExecutor` class (private in Dagster 1.13)."""
-    from dagster._core.executor.in_process import InProcessExecutor
-
-    return InProcessExecutor
+__all__ = [
+    "MIN_DBT_VERSION",
+    "RETRY_SUPPORTED_COMMANDS",
+    "EngineEventData",
+    "RetryMode",
+    "StepEventStatus",
+    "check_dbt_version",
+    "installed_dbt_version",
+    "preserved_dbt_retry_statuses",
+    "working_directory",
+]

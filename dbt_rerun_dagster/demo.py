@@ -36,11 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DAGSTER_HOME"] = str(home)
     from dbt_rerun_dagster import definitions
 
-    warehouse = definitions.SAMPLE_PROJECT_DIR / os.environ.get("DBT_DUCKDB_PATH", "warehouse.duckdb")
+    warehouse = definitions.SAMPLE_PROJECT_DIR / os.environ.get(
+        "DBT_DUCKDB_PATH", "warehouse.duckdb"
+    )
     job = dg.build_reconstructable_job("dbt_rerun_dagster.demo", "sample_nightly_job")
     with dg.DagsterInstance.get() as instance:
         summary = [f"Dagster instance: {home}", f"Warehouse: {warehouse}", ""]
-        summary.append(f"1. Fresh run with {BROKEN_MODEL} broken (DBT_DEMO_BROKEN_MODELS={BROKEN_MODEL})")
+        summary.append(
+            f"1. Fresh run with {BROKEN_MODEL} broken (DBT_DEMO_BROKEN_MODELS={BROKEN_MODEL})"
+        )
         print(summary[-1], flush=True)
         os.environ["DBT_DEMO_BROKEN_MODELS"] = BROKEN_MODEL
         seen = _audit_rows(warehouse)
@@ -116,7 +120,11 @@ def _summarize(
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise RuntimeError(f"run {run_id} is not in the instance")
-    stats = {stat.step_key: stat.status.value for stat in instance.get_run_step_stats(run_id) if stat.status}
+    stats = {
+        stat.step_key: stat.status.value
+        for stat in instance.get_run_step_stats(run_id)
+        if stat.status
+    }
     builds = _new_builds(warehouse, seen)
     by_kind = Counter(kind for kind, _ in builds)
 

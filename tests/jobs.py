@@ -21,5 +21,10 @@ def reconstructable_job(name: str, project_dir: str, steps: list[str], **options
     return dg.build_reconstructable_job(
         "tests.jobs",
         "make_job",
-        reconstructable_kwargs={"name": name, "project_dir": project_dir, "steps": steps, **options},
+        reconstructable_kwargs={
+            "name": name,
+            "project_dir": project_dir,
+            "steps": steps,
+            **options,
+        },
     )

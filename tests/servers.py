@@ -29,10 +29,23 @@ def running_webserver(env: dict[str, str], log_path: Path, timeout: float = 90.0
     """Start dagster-webserver on the repository's workspace.yaml; yield its GraphQL URL."""
     port = free_port()
     executable = Path(sys.executable).with_name("dagster-webserver")
-    command = [str(executable), "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO_ROOT / "workspace.yaml")]
+    command = [
+        str(executable),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        str(REPO_ROOT / "workspace.yaml"),
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -42,18 +55,24 @@ def running_webserver(env: dict[str, str], log_path: Path, timeout: float = 90.0
         _stop_process_group(process)
 
 
-def _wait_until_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+def _wait_until_ready(
+    base_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"dagster-webserver exited with {process.returncode}:\n{log_path.read_text()}")
+            raise RuntimeError(
+                f"dagster-webserver exited with {process.returncode}:\n{log_path.read_text()}"
+            )
         try:
             if requests.get(f"{base_url}/server_info", timeout=2).ok:
                 return
         except requests.ConnectionError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"dagster-webserver did not answer within {timeout} s:\n{log_path.read_text()}")
+    raise TimeoutError(
+        f"dagster-webserver did not answer within {timeout} s:\n{log_path.read_text()}"
+    )
 
 
 def _stop_process_group(process: subprocess.Popen[bytes]) -> None:

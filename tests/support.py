@@ -68,11 +68,15 @@ class SampleProject:
         self._seen_builds = 0
 
     @classmethod
-    def copy_of(cls, source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch) -> SampleProject:
+    def copy_of(
+        cls, source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> SampleProject:
         shutil.copytree(
             source,
             destination,
-            ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal"),
+            ignore=shutil.ignore_patterns(
+                "target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal"
+            ),
         )
         return cls(destination, monkeypatch)
 
@@ -154,7 +158,14 @@ def outcome_of(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
 class JobRunner:
     """Runs one reconstructable dbt job on a persistent instance, like a run worker would."""
 
-    def __init__(self, instance: dg.DagsterInstance, name: str, project: SampleProject, steps: list[str], **options: Any) -> None:
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        name: str,
+        project: SampleProject,
+        steps: list[str],
+        **options: Any,
+    ) -> None:
         self.instance = instance
         self.job = reconstructable_job(name, str(project.path), steps, **options)
 
@@ -170,7 +181,9 @@ class JobRunner:
         return self._reexecute(dg.ReexecutionOptions(parent_run_id=parent_run_id))
 
     def rerun_steps(self, parent_run_id: str, steps: list[str]) -> RunOutcome:
-        return self._reexecute(dg.ReexecutionOptions(parent_run_id=parent_run_id, step_selection=steps))
+        return self._reexecute(
+            dg.ReexecutionOptions(parent_run_id=parent_run_id, step_selection=steps)
+        )
 
     def _reexecute(self, options: dg.ReexecutionOptions) -> RunOutcome:
         with dg.execute_job(

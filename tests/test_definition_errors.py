@@ -8,7 +8,12 @@ import dagster as dg
 import pytest
 from packaging.version import Version
 
-from dbt_rerun_dagster import DbtJobDefinitionError, InvalidStepError, build_dbt_definitions, build_dbt_job
+from dbt_rerun_dagster import (
+    DbtJobDefinitionError,
+    InvalidStepError,
+    build_dbt_definitions,
+    build_dbt_job,
+)
 from dbt_rerun_dagster.compat import check_dbt_version
 from tests.support import SampleProject
 
@@ -18,11 +23,17 @@ from tests.support import SampleProject
     [
         ("python load.py", r"Step 2 \('python load.py'\) is invalid: it is not a dbt command"),
         ("dbt frobnicate", r"No such command 'frobnicate'; run 'dbt --help'"),
-        ("dbt run --select 'tag:daily", r"cannot be split into arguments \(No closing quotation\); check its quotes"),
+        (
+            "dbt run --select 'tag:daily",
+            r"cannot be split into arguments \(No closing quotation\); check its quotes",
+        ),
         ("dbt run --selct tag:daily", r"No such option.*--selct"),
         ("dbt run --threads many", r"Invalid value for '--threads'"),
         ("dbt run --vars '{a: [}'", r"not valid YAML"),
-        ("dbt run --target-path elsewhere", r"remove --target-path: it is set from the artifact directory"),
+        (
+            "dbt run --target-path elsewhere",
+            r"remove --target-path: it is set from the artifact directory",
+        ),
         ("dbt retry", r"the plugin runs `dbt retry` itself"),
         ("dbt docs serve", r"starts a web server"),
         ("dbt docs", r"'dbt docs' needs a subcommand"),
@@ -37,14 +48,18 @@ def test_invalid_step_names_step_and_fix(project: SampleProject, step: str, mess
 
 
 def test_missing_project_dir(tmp_path: Path) -> None:
-    with pytest.raises(DbtJobDefinitionError, match=r"has no dbt_project.yml. Pass the directory that contains"):
+    with pytest.raises(
+        DbtJobDefinitionError, match=r"has no dbt_project.yml. Pass the directory that contains"
+    ):
         build_dbt_job("bad", tmp_path / "nowhere", ["dbt run"])
 
 
 def test_missing_profiles_dir(project: SampleProject, tmp_path: Path) -> None:
     empty = tmp_path / "no_profiles"
     empty.mkdir()
-    with pytest.raises(DbtJobDefinitionError, match=r"No profiles.yml found in .*no_profiles. Pass profiles_dir="):
+    with pytest.raises(
+        DbtJobDefinitionError, match=r"No profiles.yml found in .*no_profiles. Pass profiles_dir="
+    ):
         build_dbt_job("bad", project.path, ["dbt run"], profiles_dir=empty)
 
 
@@ -54,12 +69,17 @@ def test_empty_step_list(project: SampleProject) -> None:
 
 
 def test_steps_as_single_string(project: SampleProject) -> None:
-    with pytest.raises(DbtJobDefinitionError, match=r"steps must be a list of dbt command strings, got str"):
+    with pytest.raises(
+        DbtJobDefinitionError, match=r"steps must be a list of dbt command strings, got str"
+    ):
         build_dbt_job("bad", project.path, "dbt run")  # type: ignore[arg-type]
 
 
 def test_old_dbt_core_is_rejected() -> None:
-    with pytest.raises(DbtJobDefinitionError, match=r"dbt-core 1.5.9 is installed.*pip install 'dbt-core>=1.6,<1.12'"):
+    with pytest.raises(
+        DbtJobDefinitionError,
+        match=r"dbt-core 1.5.9 is installed.*pip install 'dbt-core>=1.6,<1.12'",
+    ):
         check_dbt_version(Version("1.5.9"))
 
 

@@ -10,8 +10,14 @@ import dagster as dg
 import pytest
 
 from dbt_rerun_dagster import RERUN_MODE_TAG, RESUMED_FROM_STEP_TAG
+from tests.servers import (
+    LAUNCH_REEXECUTION,
+    LAUNCH_RUN,
+    graphql,
+    launched_run_id,
+    running_webserver,
+)
 from tests.support import JobRunner, RunOutcome, SampleProject, built_nodes, outcome_of
-from tests.servers import LAUNCH_REEXECUTION, LAUNCH_RUN, graphql, launched_run_id, running_webserver
 
 BROKEN_FCT_ORDERS = "select no_such_column from {{ ref('stg_orders') }}\n"
 NIGHTLY = ["dbt seed", "dbt run", "dbt test"]
@@ -27,7 +33,9 @@ def wait_for_run(instance: dg.DagsterInstance, run_id: str, timeout: float = 180
     raise TimeoutError(f"run {run_id} did not finish within {timeout} s")
 
 
-def python_path_rerun(instance: dg.DagsterInstance, project: SampleProject) -> tuple[RunOutcome, set[str]]:
+def python_path_rerun(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> tuple[RunOutcome, set[str]]:
     """The same failure and fix, re-executed with `ReexecutionOptions.from_failure`."""
     model = project.path / "models/marts/fct_orders.sql"
     original = model.read_text()
@@ -61,13 +69,17 @@ def test_graphql_from_failure_matches_python(
     }
     with running_webserver(env, tmp_path / "webserver.log") as url:
         model.write_text(BROKEN_FCT_ORDERS)
-        launch = graphql(url, LAUNCH_RUN, {"executionParams": {"selector": selector, "runConfigData": {}}})
+        launch = graphql(
+            url, LAUNCH_RUN, {"executionParams": {"selector": selector, "runConfigData": {}}}
+        )
         failed = wait_for_run(instance, launched_run_id(launch["launchRun"]))
         project.new_builds()
 
         model.write_text(original)
         reexecution = graphql(
-            url, LAUNCH_REEXECUTION, {"params": {"parentRunId": failed.run_id, "strategy": "FROM_FAILURE"}}
+            url,
+            LAUNCH_REEXECUTION,
+            {"params": {"parentRunId": failed.run_id, "strategy": "FROM_FAILURE"}},
         )
         rerun = wait_for_run(instance, launched_run_id(reexecution["launchRunReexecution"]))
         rebuilt = set(built_nodes(project.new_builds()))
@@ -75,7 +87,10 @@ def test_graphql_from_failure_matches_python(
     assert failed.status == dg.DagsterRunStatus.FAILURE
     assert rerun.success
     assert rerun.tags["dagster/is_resume_retry"] == "true"
-    assert rerun.rerun_tags() == {RERUN_MODE_TAG: "from_failure", RESUMED_FROM_STEP_TAG: "step_2_dbt_run"}
+    assert rerun.rerun_tags() == {
+        RERUN_MODE_TAG: "from_failure",
+        RESUMED_FROM_STEP_TAG: "step_2_dbt_run",
+    }
     assert rerun.rerun_tags() == python_rerun.rerun_tags()
     assert rerun.step_status == python_rerun.step_status
     assert rebuilt == python_rebuilt

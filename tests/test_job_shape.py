@@ -14,19 +14,37 @@ def op_names_in_order(job: dg.JobDefinition) -> list[str]:
 
 def test_steps_become_chained_ops(project: SampleProject) -> None:
     job = build_dbt_job(
-        "nightly", project.path, ["dbt seed", "run --select tag:daily", "dbt run-operation record_operation --args '{label: x}'"]
+        "nightly",
+        project.path,
+        [
+            "dbt seed",
+            "run --select tag:daily",
+            "dbt run-operation record_operation --args '{label: x}'",
+        ],
     )
 
-    assert op_names_in_order(job) == ["step_1_dbt_seed", "step_2_dbt_run", "step_3_dbt_run_operation"]
-    assert job.graph.node_named("step_2_dbt_run").definition.description == "`run --select tag:daily`"
-    upstream = job.graph.dependency_structure.input_to_upstream_outputs_for_node("step_3_dbt_run_operation")
-    assert [output.node.name for outputs in upstream.values() for output in outputs] == ["step_2_dbt_run"]
+    assert op_names_in_order(job) == [
+        "step_1_dbt_seed",
+        "step_2_dbt_run",
+        "step_3_dbt_run_operation",
+    ]
+    assert (
+        job.graph.node_named("step_2_dbt_run").definition.description == "`run --select tag:daily`"
+    )
+    upstream = job.graph.dependency_structure.input_to_upstream_outputs_for_node(
+        "step_3_dbt_run_operation"
+    )
+    assert [output.node.name for outputs in upstream.values() for output in outputs] == [
+        "step_2_dbt_run"
+    ]
 
 
 def test_optional_steps_wrap_user_steps(project: SampleProject) -> None:
     project.write("packages.yml", "packages: []\n")
 
-    job = build_dbt_job("full", project.path, ["dbt build"], source_freshness=True, docs_generate=True)
+    job = build_dbt_job(
+        "full", project.path, ["dbt build"], source_freshness=True, docs_generate=True
+    )
 
     assert op_names_in_order(job) == [
         "step_1_dbt_deps",
@@ -34,7 +52,10 @@ def test_optional_steps_wrap_user_steps(project: SampleProject) -> None:
         "step_3_dbt_build",
         "step_4_dbt_docs_generate",
     ]
-    assert "may fail without failing the run" in job.graph.node_named("step_4_dbt_docs_generate").definition.description
+    assert (
+        "may fail without failing the run"
+        in job.graph.node_named("step_4_dbt_docs_generate").definition.description
+    )
 
 
 def test_deps_step_only_when_project_has_packages(project: SampleProject) -> None:

@@ -27,7 +27,9 @@ NIGHTLY_STEPS = ["dbt seed", "dbt run", "dbt test"]
 SEED, RUN, TEST = "step_1_dbt_seed", "step_2_dbt_run", "step_3_dbt_test"
 
 
-def test_from_failure_rebuilds_failed_and_skipped(instance: dg.DagsterInstance, project: SampleProject, dagster_home: Path) -> None:
+def test_from_failure_rebuilds_failed_and_skipped(
+    instance: dg.DagsterInstance, project: SampleProject, dagster_home: Path
+) -> None:
     runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
     project.break_models("fct_orders")
 
@@ -53,7 +55,9 @@ def test_from_failure_rebuilds_failed_and_skipped(instance: dg.DagsterInstance, 
     assert tree_digest(parent_step_dir) == parent_digest
 
 
-def test_from_failure_records_mode_and_counts(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_from_failure_records_mode_and_counts(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
     project.break_models("fct_orders")
     failed = runner.run()
@@ -69,10 +73,15 @@ def test_from_failure_records_mode_and_counts(instance: dg.DagsterInstance, proj
     assert retried["node counts"] == {"success": 7}  # 6 models and the on-run-start hook
     assert tested["mode"] == "full command"
     assert tested["dbt command run"].startswith("dbt test ")
-    assert any("resumes execution from the last failed step" in message for message in engine_messages(instance, rerun.run_id))
+    assert any(
+        "resumes execution from the last failed step" in message
+        for message in engine_messages(instance, rerun.run_id)
+    )
 
 
-def test_failed_step_reports_nodes_and_artifacts(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_failed_step_reports_nodes_and_artifacts(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
     project.break_models("fct_orders")
 
@@ -91,7 +100,9 @@ def test_failed_step_reports_nodes_and_artifacts(instance: dg.DagsterInstance, p
     assert (Path(failure["artifact directory"]) / "run_results.json").is_file()
 
 
-def test_from_start_rebuilds_everything(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_from_start_rebuilds_everything(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
     project.break_models("fct_orders")
     failed = runner.run()
@@ -109,7 +120,9 @@ def test_from_start_rebuilds_everything(instance: dg.DagsterInstance, project: S
         assert step_metadata(instance, rerun.run_id, step)["mode"] == "full command"
 
 
-def test_selecting_a_succeeded_step_reruns_from_start(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_selecting_a_succeeded_step_reruns_from_start(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
     project.break_models("fct_orders")
     failed = runner.run()
@@ -123,7 +136,9 @@ def test_selecting_a_succeeded_step_reruns_from_start(instance: dg.DagsterInstan
     assert rebuilt == {name: 1 for name in SEED_NAMES | MODEL_NAMES}
 
 
-def test_chain_of_three_runs_retries_from_second(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_chain_of_three_runs_retries_from_second(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
     project.break_models("fct_orders", "dim_customers")
     first = runner.run()
@@ -138,14 +153,21 @@ def test_chain_of_three_runs_retries_from_second(instance: dg.DagsterInstance, p
     third_builds = built_nodes(project.new_builds())
 
     assert not first.success and not second.success and third.success
-    assert set(second_builds) == {"fct_orders", "fct_daily_revenue", "monthly_revenue", "order_status_summary"}
+    assert set(second_builds) == {
+        "fct_orders",
+        "fct_daily_revenue",
+        "monthly_revenue",
+        "order_status_summary",
+    }
     assert third_builds == {"dim_customers": 1, "customer_lifetime_value": 1, "customer_cohorts": 1}
     assert third.parent_run_id == second.run_id
     assert third.root_run_id == first.run_id
     assert second.run_id in step_metadata(instance, third.run_id, RUN)["retried artifacts"]
 
 
-def test_parse_error_rerun_runs_full_commands(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_parse_error_rerun_runs_full_commands(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
     project.write("models/marts/broken_jinja.sql", "select {{ ref('fct_orders' }}\n")
 
@@ -168,12 +190,16 @@ def test_parse_error_rerun_runs_full_commands(instance: dg.DagsterInstance, proj
     assert built_nodes(project.new_builds()) == {name: 1 for name in SEED_NAMES | MODEL_NAMES}
 
 
-def test_warn_error_rerun_without_fix_fails_again(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_warn_error_rerun_without_fix_fails_again(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     project.write(
         "tests/warn_always.sql",
         "{{ config(severity='warn') }}\nselect order_id from {{ ref('fct_orders') }} limit 1\n",
     )
-    runner = JobRunner(instance, "strict", project, ["dbt seed", "dbt run", "dbt test --warn-error"])
+    runner = JobRunner(
+        instance, "strict", project, ["dbt seed", "dbt run", "dbt test --warn-error"]
+    )
     failed = runner.run()
 
     rerun = runner.rerun_from_failure(failed.run_id)
@@ -187,7 +213,9 @@ def test_warn_error_rerun_without_fix_fails_again(instance: dg.DagsterInstance, 
     assert "test.jaffle_rerun.warn_always" in retried["description"]
 
 
-def test_retry_keeps_full_refresh_and_vars(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_retry_keeps_full_refresh_and_vars(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     steps = ["dbt seed", "dbt run --full-refresh --vars '{run_label: nightly}'"]
     runner = JobRunner(instance, "refresh", project, steps)
     project.break_models("fct_orders")
@@ -204,8 +232,14 @@ def test_retry_keeps_full_refresh_and_vars(instance: dg.DagsterInstance, project
     assert all(build.run_label == "nightly" for build in retried)
 
 
-def test_succeeded_run_operation_is_not_rerun(instance: dg.DagsterInstance, project: SampleProject) -> None:
-    steps = ["dbt seed", "dbt run-operation record_operation --args '{label: nightly_marker}'", "dbt run"]
+def test_succeeded_run_operation_is_not_rerun(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
+    steps = [
+        "dbt seed",
+        "dbt run-operation record_operation --args '{label: nightly_marker}'",
+        "dbt run",
+    ]
     runner = JobRunner(instance, "with_operation", project, steps)
     project.break_models("fct_orders")
     failed = runner.run()
@@ -222,7 +256,9 @@ def test_succeeded_run_operation_is_not_rerun(instance: dg.DagsterInstance, proj
     assert set(second) == FCT_ORDERS_DESCENDANTS | {"fct_orders"}
 
 
-def test_new_run_after_failure_is_fresh(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_new_run_after_failure_is_fresh(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
     project.break_models("fct_orders")
     runner.run()
@@ -236,4 +272,6 @@ def test_new_run_after_failure_is_fresh(instance: dg.DagsterInstance, project: S
     assert fresh.rerun_tags() == {}
     assert built_nodes(project.new_builds()) == {name: 1 for name in SEED_NAMES | MODEL_NAMES}
     assert step_metadata(instance, fresh.run_id, RUN)["mode reason"] == "fresh run"
-    assert not any("resumes execution" in message for message in engine_messages(instance, fresh.run_id))
+    assert not any(
+        "resumes execution" in message for message in engine_messages(instance, fresh.run_id)
+    )

@@ -18,7 +18,12 @@ def test_workspace_validates(project: SampleProject, dagster_home: Path) -> None
 
     completed = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -30,7 +35,12 @@ def test_demo_fails_then_resumes(project: SampleProject, tmp_path: Path) -> None
 
     completed = subprocess.run(
         [sys.executable, "-m", "dbt_rerun_dagster.demo", "--dagster-home", str(tmp_path / "home")],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     summary = completed.stdout.split("===== Summary =====", 1)[-1]
 

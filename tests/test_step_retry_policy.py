@@ -7,7 +7,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.support import FCT_ORDERS_DESCENDANTS, MODEL_NAMES, SEED_NAMES, JobRunner, SampleProject, built_nodes, step_metadata
+from tests.support import (
+    FCT_ORDERS_DESCENDANTS,
+    MODEL_NAMES,
+    SEED_NAMES,
+    JobRunner,
+    SampleProject,
+    built_nodes,
+    step_metadata,
+)
 
 # Fails until the marker file exists; the project's on-run-end hook creates
 # it, so the model fails in the first `dbt run` and passes in the next one,
@@ -27,14 +35,18 @@ CREATE_MARKER = (
 
 
 @pytest.fixture
-def flaky_project(project: SampleProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SampleProject:
+def flaky_project(
+    project: SampleProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> SampleProject:
     monkeypatch.setenv("FLAKY_MARKER", str(tmp_path / "flaky_marker.csv"))
     project.write("models/marts/flaky_report.sql", FLAKY_MODEL)
     project.update_project_yml(**{"on-run-end": [CREATE_MARKER]})
     return project
 
 
-def test_retry_policy_retries_only_failed_nodes(instance: dg.DagsterInstance, flaky_project: SampleProject, dagster_home: Path) -> None:
+def test_retry_policy_retries_only_failed_nodes(
+    instance: dg.DagsterInstance, flaky_project: SampleProject, dagster_home: Path
+) -> None:
     runner = JobRunner(
         instance, "flaky", flaky_project, ["dbt seed", "dbt run"], retry_policy={"max_retries": 2}
     )
@@ -44,7 +56,9 @@ def test_retry_policy_retries_only_failed_nodes(instance: dg.DagsterInstance, fl
     retried = step_metadata(instance, outcome.run_id, "step_2_dbt_run")
     attempts = sorted(
         path.name
-        for path in (dagster_home / "dbt_rerun_artifacts" / "flaky" / outcome.run_id / "step_2_dbt_run").iterdir()
+        for path in (
+            dagster_home / "dbt_rerun_artifacts" / "flaky" / outcome.run_id / "step_2_dbt_run"
+        ).iterdir()
     )
 
     assert outcome.success
@@ -55,7 +69,9 @@ def test_retry_policy_retries_only_failed_nodes(instance: dg.DagsterInstance, fl
     assert retried["node counts"] == {"success": 3}  # flaky_report and the two project hooks
 
 
-def test_exhausted_retry_policy_fails_the_run(instance: dg.DagsterInstance, project: SampleProject) -> None:
+def test_exhausted_retry_policy_fails_the_run(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
     runner = JobRunner(
         instance, "always_broken", project, ["dbt seed", "dbt run"], retry_policy={"max_retries": 1}
     )

@@ -75,7 +75,9 @@ def plan_resume(command: DbtCommand, previous_dir: Path | None, source: str) -> 
         # them for commands other than run-operation, so it would pass
         # without running what failed.
         failed = ", ".join(node.unique_id for node in results.failed_nodes)
-        return plan_full(f"only project hooks failed in {source} ({failed}); dbt retry would skip them")
+        return plan_full(
+            f"only project hooks failed in {source} ({failed}); dbt retry would skip them"
+        )
     if not to_retry:
         return StepPlan(
             StepMode.NOTHING_TO_RETRY,
@@ -104,6 +106,9 @@ def _stale_reason(previous_dir: Path, results: RunResults, source: str) -> str |
         )
     if not record.invocation_id and results.generated_at is not None:
         if results.generated_at < datetime.fromisoformat(record.started_at):
-            return f"run_results.json of {source} is older than the invocation that should have written it"
+            return (
+                f"run_results.json of {source} is older than the invocation "
+                "that should have written it"
+            )
 
     return None

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from dagster._core.events import DagsterEvent, EngineEventData
-from dagster._core.execution.context.system import PlanOrchestrationContext
-from dagster._core.execution.plan.plan import ExecutionPlan
-from dagster._core.execution.retries import RetryMode
-from dagster._core.executor.base import Executor
+from dagster import DagsterEvent, Executor
 
+from dbt_rerun_dagster.compat import EngineEventData, RetryMode
 from dbt_rerun_dagster.orchestration.rerun import detect_rerun, mark_rerun
+
+if TYPE_CHECKING:
+    from dagster._core.execution.context.system import PlanOrchestrationContext
+    from dagster._core.execution.plan.plan import ExecutionPlan
 
 
 class RerunMarkingExecutor(Executor):
@@ -30,16 +32,14 @@ class RerunMarkingExecutor(Executor):
         return self._inner.retries
 
     @property
-    def step_dependency_config(self):  # type: ignore[no-untyped-def]
+    def step_dependency_config(self) -> Any:
         return self._inner.step_dependency_config
 
     def execute(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
     ) -> Iterator[DagsterEvent]:
         run = plan_context.dagster_run
-        step_order = [
-            step.key for step in execution_plan.get_all_steps_in_topo_order()
-        ]
+        step_order = [step.key for step in execution_plan.get_all_steps_in_topo_order()]
         info = detect_rerun(plan_context.instance, run, step_order)
         if info.mode is not None:
             mark_rerun(plan_context.instance, run, info)

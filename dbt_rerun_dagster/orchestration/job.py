@@ -97,8 +97,10 @@ def build_dbt_job(
         source_freshness=source_freshness,
         docs_generate=docs_generate,
     )
-    step_ops = [_build_step_op(spec, step, first=index == 0, retry_policy=retry_policy)
-                for index, step in enumerate(spec.steps)]
+    step_ops = [
+        _build_step_op(spec, step, first=index == 0, retry_policy=retry_policy)
+        for index, step in enumerate(spec.steps)
+    ]
 
     return _chain_ops(
         spec,
@@ -169,7 +171,8 @@ def _build_spec(
         )
     if not steps:
         raise DbtJobDefinitionError(
-            f"Job {name!r} has no steps. Pass at least one dbt command, for example steps=['dbt build']."
+            f"Job {name!r} has no steps. Pass at least one dbt command, "
+            "for example steps=['dbt build']."
         )
     if deps not in (True, False, "auto"):
         raise DbtJobDefinitionError(f"deps must be True, False or 'auto', got {deps!r}")
@@ -235,7 +238,9 @@ def _chain_ops(
     description: str | None,
     tags: Mapping[str, str] | None,
 ) -> dg.JobDefinition:
-    commands = "\n".join(f"{index}. `{step.command.text}`" for index, step in enumerate(spec.steps, start=1))
+    commands = "\n".join(
+        f"{index}. `{step.command.text}`" for index, step in enumerate(spec.steps, start=1)
+    )
     graph = dg.GraphDefinition(
         name=spec.name,
         node_defs=step_ops,
@@ -250,10 +255,12 @@ def _chain_ops(
     )
 
 
-def _chain_dependencies(step_ops: list[dg.OpDefinition]) -> dict[str, dict[str, dg.DependencyDefinition]]:
+def _chain_dependencies(
+    step_ops: list[dg.OpDefinition],
+) -> dict[str, dict[str, dg.DependencyDefinition]]:
     return {
         current.name: {"after": dg.DependencyDefinition(previous.name)}
-        for previous, current in zip(step_ops, step_ops[1:])
+        for previous, current in zip(step_ops, step_ops[1:], strict=False)
     }
 
 
@@ -269,15 +276,20 @@ def build_dbt_definitions(
             object is not a job built by `build_dbt_job`.
     """
     if not jobs:
-        raise DbtJobDefinitionError("build_dbt_definitions needs at least one job from build_dbt_job")
+        raise DbtJobDefinitionError(
+            "build_dbt_definitions needs at least one job from build_dbt_job"
+        )
     names: set[str] = set()
     for job in jobs:
         if not isinstance(job, dg.JobDefinition) or DBT_JOB_METADATA_KEY not in job.metadata:
             raise DbtJobDefinitionError(
-                f"{job!r} is not a job built by build_dbt_job; pass jobs that build_dbt_job returned"
+                f"{job!r} is not a job built by build_dbt_job; "
+                "pass jobs that build_dbt_job returned"
             )
         if job.name in names:
-            raise DbtJobDefinitionError(f"Two jobs are named {job.name!r}; job names must be unique")
+            raise DbtJobDefinitionError(
+                f"Two jobs are named {job.name!r}; job names must be unique"
+            )
         names.add(job.name)
 
     return dg.Definitions(jobs=list(jobs), schedules=list(schedules), sensors=list(sensors))

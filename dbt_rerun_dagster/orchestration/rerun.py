@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.execution.stats import StepEventStatus
 
+from dbt_rerun_dagster.compat import StepEventStatus
 from dbt_rerun_dagster.tags import (
     RERUN_MODE_FROM_FAILURE,
     RERUN_MODE_FROM_START,

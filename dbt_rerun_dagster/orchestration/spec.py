@@ -45,7 +45,9 @@ class DbtJobSpec:
 
         return ArtifactStore(root=root, job_name=self.name)
 
-    def invocation_args(self, command: DbtCommand, dbt_args: tuple[str, ...], target_dir: Path) -> list[str]:
+    def invocation_args(
+        self, command: DbtCommand, dbt_args: tuple[str, ...], target_dir: Path
+    ) -> list[str]:
         """Add the options every invocation gets to a step's dbt arguments."""
         args = [
             *dbt_args,

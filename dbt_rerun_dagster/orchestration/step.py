@@ -6,9 +6,9 @@ import shlex
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster._core.execution.stats import StepEventStatus
 
 from dbt_rerun_dagster.artifacts import ArtifactStore, InvocationRecord, utc_now, write_record
+from dbt_rerun_dagster.compat import StepEventStatus
 from dbt_rerun_dagster.dbt.invoke import EXIT_INVOCATION_ERROR, invoke_dbt
 from dbt_rerun_dagster.dbt.plan import StepMode, StepPlan, plan_full, plan_resume
 from dbt_rerun_dagster.dbt.results import load_run_results
