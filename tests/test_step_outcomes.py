@@ -151,3 +151,23 @@ def test_succeeded_parent_has_nothing_to_retry(
 
     assert plan.mode is StepMode.NOTHING_TO_RETRY
     assert plan.reason == "every node of step_2_dbt_run of the parent run succeeded (14 results)"
+
+
+def test_failed_hook_rerun_runs_full_command(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
+    project.update_project_yml(
+        **{"on-run-end": ["{% if env_var('HOOK_BROKEN', '') %}select error('hook'){% endif %}"]}
+    )
+    project._monkeypatch.setenv("HOOK_BROKEN", "1")
+    runner = JobRunner(instance, "hooked", project, ["dbt seed", "dbt run"])
+    failed = runner.run()
+    project._monkeypatch.delenv("HOOK_BROKEN")
+
+    rerun = runner.rerun_from_failure(failed.run_id)
+    rerun_step = step_metadata(instance, rerun.run_id, "step_1_dbt_seed")  # hooks run in every step
+
+    assert not failed.success
+    assert rerun.success
+    assert rerun_step["mode"] == "full command"
+    assert rerun_step["mode reason"].startswith("only project hooks failed")
