@@ -5,6 +5,12 @@ failure runs `dbt retry` in the failed step, so only the dbt nodes that failed
 or were skipped run again.
 """
 
+from dbt_rerun_dagster.dbt.classify import (
+    DEFAULT_TRANSIENT_PATTERNS,
+    FailureClassification,
+    FailureClassifier,
+    FailureKind,
+)
 from dbt_rerun_dagster.errors import (
     DbtJobDefinitionError,
     DbtRerunError,
@@ -12,6 +18,7 @@ from dbt_rerun_dagster.errors import (
     InvalidStepError,
 )
 from dbt_rerun_dagster.orchestration.job import build_dbt_definitions, build_dbt_job
+from dbt_rerun_dagster.orchestration.retry_sensor import build_dbt_retry_sensor
 from dbt_rerun_dagster.tags import (
     RERUN_MODE_FROM_FAILURE,
     RERUN_MODE_FROM_START,
@@ -20,6 +27,11 @@ from dbt_rerun_dagster.tags import (
 )
 
 __all__ = [
+    "DEFAULT_TRANSIENT_PATTERNS",
+    "FailureClassification",
+    "FailureClassifier",
+    "FailureKind",
+    "build_dbt_retry_sensor",
     "RERUN_MODE_FROM_FAILURE",
     "RERUN_MODE_FROM_START",
     "RERUN_MODE_TAG",

@@ -20,6 +20,33 @@ RESUMED_FROM_STEP_TAG: Final = f"{TAG_PREFIX}resumed_from_step"
 RERUN_MODE_FROM_FAILURE: Final = "from_failure"
 RERUN_MODE_FROM_START: Final = "from_start"
 
+# Written on a run when a step fails for good: `transient` or `permanent`
+# (see FailureClassifier), and the reason. Automatic retries rerun only
+# transient failures.
+FAILURE_KIND_TAG: Final = f"{TAG_PREFIX}failure_kind"
+FAILURE_REASON_TAG: Final = f"{TAG_PREFIX}failure_reason"
+
+# On reruns launched by the retry sensor: "true", and the attempt number
+# counted from 1 within the run group.
+AUTO_RETRY_TAG: Final = f"{TAG_PREFIX}auto_retry"
+RETRY_ATTEMPT_TAG: Final = f"{TAG_PREFIX}retry_attempt"
+
+# On a failed run that the retry sensor decided not to rerun: the reason.
+AUTO_RETRY_SKIPPED_TAG: Final = f"{TAG_PREFIX}auto_retry_skipped"
+
+# Launch-time overrides of the retry sensor's settings for one run (and the
+# reruns that copy its tags): a maximum number of automatic retries, and the
+# strategy `from_failure` or `all_steps`.
+MAX_AUTO_RETRIES_TAG: Final = f"{TAG_PREFIX}max_auto_retries"
+AUTO_RETRY_STRATEGY_TAG: Final = f"{TAG_PREFIX}auto_retry_strategy"
+
+# Dagster's run retry tags (run_retries in dagster.yaml, read by the daemon).
+DAGSTER_MAX_RETRIES_TAG: Final = "dagster/max_retries"
+DAGSTER_RETRY_STRATEGY_TAG: Final = "dagster/retry_strategy"
+DAGSTER_WILL_RETRY_TAG: Final = "dagster/will_retry"
+# "false" keeps the daemon from retrying a run that failed in a step.
+DAGSTER_RETRY_ON_STEP_FAILURE_TAG: Final = "dagster/retry_on_asset_or_op_failure"
+
 # Dagster's own lineage tags, written by the webserver, GraphQL and the run
 # retry daemon (not by `execute_job` with `ReexecutionOptions`, as of 1.13).
 DAGSTER_PARENT_RUN_ID_TAG: Final = "dagster/parent_run_id"

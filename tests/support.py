@@ -137,7 +137,9 @@ class RunOutcome:
     root_run_id: str | None
 
     def rerun_tags(self) -> dict[str, str]:
-        return {key: value for key, value in self.tags.items() if key.startswith("dbt_rerun/")}
+        """Return the tags that mark a rerun (mode and first step), when set."""
+        keys = ("dbt_rerun/rerun_mode", "dbt_rerun/resumed_from_step")
+        return {key: self.tags[key] for key in keys if self.tags.get(key)}
 
 
 def outcome_of(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:

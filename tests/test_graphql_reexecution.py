@@ -87,6 +87,10 @@ def test_graphql_from_failure_matches_python(
     assert failed.status == dg.DagsterRunStatus.FAILURE
     assert rerun.success
     assert rerun.tags["dagster/is_resume_retry"] == "true"
+    # The rerun copied its parent's failure tags, and blanked them when it started.
+    assert failed.tags["dbt_rerun/failure_kind"] == "permanent"
+    assert rerun.tags["dbt_rerun/failure_kind"] == ""
+    assert rerun.tags["dagster/retry_on_asset_or_op_failure"] == "true"
     assert rerun.rerun_tags() == {
         RERUN_MODE_TAG: "from_failure",
         RESUMED_FROM_STEP_TAG: "step_2_dbt_run",

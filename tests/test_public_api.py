@@ -8,6 +8,11 @@ import dbt_rerun_dagster
 def test_exported_names() -> None:
     assert sorted(dbt_rerun_dagster.__all__) == sorted(
         [
+            "DEFAULT_TRANSIENT_PATTERNS",
+            "FailureClassification",
+            "FailureClassifier",
+            "FailureKind",
+            "build_dbt_retry_sensor",
             "RERUN_MODE_FROM_FAILURE",
             "RERUN_MODE_FROM_START",
             "RERUN_MODE_TAG",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,16 +12,21 @@ import dagster as dg
 from dagster_dbt import DbtProject
 
 from dbt_rerun_dagster.compat import check_dbt_version
+from dbt_rerun_dagster.dbt.classify import FailureClassifier
 from dbt_rerun_dagster.dbt.commands import DbtCommand, parse_step, parse_steps
 from dbt_rerun_dagster.errors import DbtJobDefinitionError
 from dbt_rerun_dagster.orchestration.executor import with_rerun_marking
 from dbt_rerun_dagster.orchestration.spec import DbtJobSpec, StepSpec
 from dbt_rerun_dagster.orchestration.step import run_step
+from dbt_rerun_dagster.tags import DAGSTER_MAX_RETRIES_TAG, DAGSTER_RETRY_STRATEGY_TAG
 
 # Job metadata key that marks jobs built by this plugin.
 DBT_JOB_METADATA_KEY = "dbt_rerun/project_dir"
 
 _PACKAGE_FILES = ("packages.yml", "dependencies.yml")
+
+# Our strategy names and Dagster's values of the dagster/retry_strategy tag.
+_RUN_RETRY_STRATEGIES = {"from_failure": "FROM_FAILURE", "all_steps": "ALL_STEPS"}
 
 
 def build_dbt_job(
@@ -38,6 +44,9 @@ def build_dbt_job(
     docs_generate: bool = False,
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
+    run_retries: int = 0,
+    run_retry_strategy: Literal["from_failure", "all_steps"] = "from_failure",
+    failure_classifier: FailureClassifier | None = None,
 ) -> dg.JobDefinition:
     """Build a Dagster job that runs dbt commands in order, one op per command.
 
@@ -72,6 +81,15 @@ def build_dbt_job(
             without failing the run.
         description: The job description shown in Dagster.
         tags: Tags for every run of the job.
+        run_retries: Maximum number of automatic reruns of a failed run by
+            Dagster's daemon (needs `run_retries: {enabled: true}` in
+            dagster.yaml). Sets the `dagster/max_retries` job tag; a launch
+            can override it with that run tag.
+        run_retry_strategy: "from_failure" (the failed step runs `dbt retry`)
+            or "all_steps" (rerun from start), for Dagster's run retries.
+        failure_classifier: Decides which failures automatic retries (the
+            daemon's and the retry sensor's) rerun. Default: transient
+            errors only (connections, timeouts, locks, "try again").
 
     Raises:
         DbtJobDefinitionError: an argument is invalid; the message names it and the fix.
@@ -97,6 +115,12 @@ def build_dbt_job(
         source_freshness=source_freshness,
         docs_generate=docs_generate,
     )
+    spec = dataclasses.replace(
+        spec,
+        failure_classifier=failure_classifier or FailureClassifier(),
+        max_step_retries=retry_policy.max_retries if retry_policy else 0,
+    )
+    run_tags = {**_run_retry_tags(run_retries, run_retry_strategy), **dict(tags or {})}
     step_ops = [
         _build_step_op(spec, step, first=index == 0, retry_policy=retry_policy)
         for index, step in enumerate(spec.steps)
@@ -107,8 +131,26 @@ def build_dbt_job(
         step_ops,
         executor=with_rerun_marking(executor or dg.in_process_executor),
         description=description,
-        tags=tags,
+        tags=run_tags,
     )
+
+
+def _run_retry_tags(run_retries: int, strategy: str) -> dict[str, str]:
+    if not isinstance(run_retries, int) or isinstance(run_retries, bool) or run_retries < 0:
+        raise DbtJobDefinitionError(
+            f"run_retries must be a whole number of 0 or more, got {run_retries!r}"
+        )
+    if strategy not in _RUN_RETRY_STRATEGIES:
+        raise DbtJobDefinitionError(
+            f"run_retry_strategy must be 'from_failure' or 'all_steps', got {strategy!r}"
+        )
+    if run_retries == 0:
+        return {}
+
+    return {
+        DAGSTER_MAX_RETRIES_TAG: str(run_retries),
+        DAGSTER_RETRY_STRATEGY_TAG: _RUN_RETRY_STRATEGIES[strategy],
+    }
 
 
 def _resolve_project(

@@ -11,13 +11,20 @@ any other rerun resumes from failure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
 from dbt_rerun_dagster.compat import StepEventStatus
 from dbt_rerun_dagster.tags import (
+    AUTO_RETRY_SKIPPED_TAG,
+    DAGSTER_PARENT_RUN_ID_TAG,
+    DAGSTER_RESUME_RETRY_TAG,
+    DAGSTER_RETRY_ON_STEP_FAILURE_TAG,
+    DAGSTER_ROOT_RUN_ID_TAG,
+    FAILURE_KIND_TAG,
+    FAILURE_REASON_TAG,
     RERUN_MODE_FROM_FAILURE,
     RERUN_MODE_FROM_START,
     RERUN_MODE_TAG,
@@ -44,10 +51,22 @@ class RerunInfo:
 
     @property
     def tags(self) -> dict[str, str]:
+        """Return the tags that mark this rerun, Dagster's lineage tags included.
+
+        `execute_job` with `ReexecutionOptions` sets no `dagster/` lineage tag
+        (Dagster 1.13), so they are added here for every entry point alike.
+        """
         if self.mode is None or self.resumed_from_step is None:
             return {}
+        tags = {RERUN_MODE_TAG: self.mode, RESUMED_FROM_STEP_TAG: self.resumed_from_step}
+        if self.parent_run_id:
+            tags[DAGSTER_PARENT_RUN_ID_TAG] = self.parent_run_id
+        if self.root_run_id:
+            tags[DAGSTER_ROOT_RUN_ID_TAG] = self.root_run_id
+        if self.mode == RERUN_MODE_FROM_FAILURE:
+            tags[DAGSTER_RESUME_RETRY_TAG] = "true"
 
-        return {RERUN_MODE_TAG: self.mode, RESUMED_FROM_STEP_TAG: self.resumed_from_step}
+        return tags
 
     def opening_message(self) -> str:
         if self.mode == RERUN_MODE_FROM_FAILURE:
@@ -64,6 +83,10 @@ class RerunInfo:
 
 
 FRESH_RUN = RerunInfo(mode=None)
+
+# Tags that describe how a run ended; a rerun that copied them from its
+# parent gets them blanked when it starts.
+INHERITED_OUTCOME_TAGS = (FAILURE_KIND_TAG, FAILURE_REASON_TAG, AUTO_RETRY_SKIPPED_TAG)
 
 
 def ancestor_step_outcomes(
@@ -128,6 +151,20 @@ def mark_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun, info: RerunInfo
     if not wanted or all(current_tags.get(key) == value for key, value in wanted.items()):
         return False
 
-    instance.add_run_tags(run.run_id, wanted)
+    instance.add_run_tags(run.run_id, {**wanted, **_reset_inherited_outcome_tags(current_tags)})
 
     return True
+
+
+def _reset_inherited_outcome_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Blank the failure tags a rerun copied from its parent (Dagster cannot delete tags).
+
+    Re-executions copy the parent's tags by default, and a rerun must not look
+    as if it had already failed or been passed over by automatic retries.
+    """
+    reset = {key: "" for key in INHERITED_OUTCOME_TAGS if tags.get(key)}
+    # Written as "false" by a permanent failure of the parent, not by the user.
+    if tags.get(FAILURE_KIND_TAG) == "permanent" and tags.get(DAGSTER_RETRY_ON_STEP_FAILURE_TAG):
+        reset[DAGSTER_RETRY_ON_STEP_FAILURE_TAG] = "true"
+
+    return reset

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from dbt_rerun_dagster.artifacts import ArtifactStore
+from dbt_rerun_dagster.dbt.classify import FailureClassifier
 from dbt_rerun_dagster.dbt.commands import DbtCommand
 
 DEFAULT_ARTIFACTS_DIRNAME = "dbt_rerun_artifacts"
@@ -32,6 +33,8 @@ class DbtJobSpec:
     target: str | None
     steps: tuple[StepSpec, ...]
     artifacts_root: Path | None
+    failure_classifier: FailureClassifier = FailureClassifier()
+    max_step_retries: int = 0
 
     @property
     def step_names(self) -> list[str]:

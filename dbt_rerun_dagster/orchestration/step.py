@@ -21,7 +21,12 @@ from dbt_rerun_dagster.orchestration.rerun import (
     mark_rerun,
 )
 from dbt_rerun_dagster.orchestration.spec import DbtJobSpec, StepSpec
-from dbt_rerun_dagster.tags import RERUN_MODE_FROM_FAILURE
+from dbt_rerun_dagster.tags import (
+    DAGSTER_RETRY_ON_STEP_FAILURE_TAG,
+    FAILURE_KIND_TAG,
+    FAILURE_REASON_TAG,
+    RERUN_MODE_FROM_FAILURE,
+)
 
 
 def run_step(
@@ -50,6 +55,8 @@ def run_step(
             report = _execute(context, spec, step, fallback, store)
 
     if report.failed and step.blocking:
+        if context.retry_number >= spec.max_step_retries:
+            _tag_final_failure(context, spec, report)
         raise DbtStepFailure(report.description(), report.metadata())
     if report.failed:
         context.log.error(
@@ -57,6 +64,33 @@ def run_step(
         )
 
     yield dg.Output(None, metadata=report.metadata())
+
+
+def _tag_final_failure(
+    context: dg.OpExecutionContext, spec: DbtJobSpec, report: StepReport
+) -> None:
+    """Tag the run with the failure's classification before the run fails.
+
+    Dagster decides about run retries from the run's tags when the run fails,
+    so a permanent failure also sets `dagster/retry_on_asset_or_op_failure`
+    to "false": the daemon then leaves the run alone, like the retry sensor.
+    """
+    error = report.result.error if report.result else None
+    classification = spec.failure_classifier.classify(report.results, error)
+    context.instance.add_run_tags(
+        context.run_id,
+        {
+            FAILURE_KIND_TAG: classification.kind.value,
+            FAILURE_REASON_TAG: classification.reason,
+            DAGSTER_RETRY_ON_STEP_FAILURE_TAG: "true" if classification.retryable else "false",
+        },
+    )
+    context.log.info(
+        "%s failure is %s: %s",
+        context.op_handle.name,
+        classification.kind.value,
+        classification.reason,
+    )
 
 
 def _ensure_rerun_marked(context: dg.OpExecutionContext, spec: DbtJobSpec) -> RerunInfo:
