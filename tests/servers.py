@@ -25,19 +25,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_webserver(env: dict[str, str], log_path: Path, timeout: float = 90.0) -> Iterator[str]:
-    """Start dagster-webserver on the repository's workspace.yaml; yield its GraphQL URL."""
-    port = free_port()
+def running_webserver(
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float = 90.0,
+    workspace: Path = REPO_ROOT / "workspace.yaml",
+    port: int | None = None,
+) -> Iterator[str]:
+    """Start dagster-webserver on a workspace file; yield its GraphQL URL."""
+    port = port or free_port()
     executable = Path(sys.executable).with_name("dagster-webserver")
-    command = [
-        str(executable),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-w",
-        str(REPO_ROOT / "workspace.yaml"),
-    ]
+    command = [str(executable), "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
@@ -51,6 +49,25 @@ def running_webserver(env: dict[str, str], log_path: Path, timeout: float = 90.0
     try:
         _wait_until_ready(base_url, process, log_path, timeout)
         yield f"{base_url}/graphql"
+    finally:
+        _stop_process_group(process)
+
+
+@contextmanager
+def running_daemon(env: dict[str, str], log_path: Path, workspace: Path) -> Iterator[None]:
+    """Start dagster-daemon (sensors, run retries) on a workspace file."""
+    executable = Path(sys.executable).with_name("dagster-daemon")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(executable), "run", "-w", str(workspace)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
     finally:
         _stop_process_group(process)
 

@@ -16,6 +16,8 @@ import yaml
 
 from tests.jobs import reconstructable_job
 
+REPO_ROOT_PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
+
 SEED_NAMES = frozenset({"raw_customers", "raw_orders", "raw_payments"})
 MODEL_NAMES = frozenset(
     {

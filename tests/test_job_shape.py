@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dbt_rerun_dagster import build_dbt_job
+from dbt_rerun_dagster import build_dbt_definitions, build_dbt_job
 from tests.support import SampleProject
 
 
@@ -68,3 +68,13 @@ def test_job_uses_in_process_executor_by_default(project: SampleProject) -> None
     job = build_dbt_job("plain", project.path, ["dbt build"])
 
     assert job.executor_def.name == "in_process"
+
+
+def test_two_jobs_share_step_names(project: SampleProject) -> None:
+    first = build_dbt_job("first", project.path, ["dbt seed", "dbt run"])
+    second = build_dbt_job("second", project.path, ["dbt seed", "dbt test"])
+
+    defs = build_dbt_definitions(first, second)
+
+    assert op_names_in_order(defs.get_job_def("first")) == ["step_1_dbt_seed", "step_2_dbt_run"]
+    assert op_names_in_order(defs.get_job_def("second")) == ["step_1_dbt_seed", "step_2_dbt_test"]

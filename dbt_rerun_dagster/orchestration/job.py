@@ -258,8 +258,11 @@ def _build_step_op(
     ins = {} if first else {"after": dg.In(dg.Nothing)}
     blocking_note = "" if step.blocking else " (may fail without failing the run)"
 
+    # Op definitions must have names unique within a code location, so each
+    # carries its job's name; the graph invokes it under the step name, which
+    # is the step key users see (`step_2_dbt_run`).
     @dg.op(
-        name=step.name,
+        name=f"{spec.name}__{step.name}",
         description=f"`{step.command.text}`{blocking_note}",
         ins=ins,
         out=dg.Out(dg.Nothing),
@@ -286,7 +289,7 @@ def _chain_ops(
     graph = dg.GraphDefinition(
         name=spec.name,
         node_defs=step_ops,
-        dependencies=_chain_dependencies(step_ops),
+        dependencies=_chain_dependencies(spec, step_ops),
         description=description or f"dbt job over {spec.project_dir}:\n\n{commands}",
     )
 
@@ -298,12 +301,18 @@ def _chain_ops(
 
 
 def _chain_dependencies(
-    step_ops: list[dg.OpDefinition],
-) -> dict[str, dict[str, dg.DependencyDefinition]]:
-    return {
-        current.name: {"after": dg.DependencyDefinition(previous.name)}
-        for previous, current in zip(step_ops, step_ops[1:], strict=False)
-    }
+    spec: DbtJobSpec, step_ops: list[dg.OpDefinition]
+) -> dict[dg.NodeInvocation, dict[str, dg.DependencyDefinition]]:
+    dependencies: dict[dg.NodeInvocation, dict[str, dg.DependencyDefinition]] = {}
+    previous: StepSpec | None = None
+    for step, step_op in zip(spec.steps, step_ops, strict=True):
+        invocation = dg.NodeInvocation(name=step_op.name, alias=step.name)
+        dependencies[invocation] = (
+            {} if previous is None else {"after": dg.DependencyDefinition(previous.name)}
+        )
+        previous = step
+
+    return dependencies
 
 
 def build_dbt_definitions(
