@@ -40,6 +40,13 @@ AUTO_RETRY_SKIPPED_TAG: Final = f"{TAG_PREFIX}auto_retry_skipped"
 MAX_AUTO_RETRIES_TAG: Final = f"{TAG_PREFIX}max_auto_retries"
 AUTO_RETRY_STRATEGY_TAG: Final = f"{TAG_PREFIX}auto_retry_strategy"
 
+# Launch-time settings as run tags, for launches that cannot pass run config
+# (the webserver's re-execute menu, GraphQL `launchRunReexecution`, the
+# `dbt-rerun` CLI). Run config under resources.dbt_rerun takes precedence.
+THREADS_TAG: Final = f"{TAG_PREFIX}threads"
+VARS_TAG: Final = f"{TAG_PREFIX}vars"
+REQUESTED_MODE_TAG: Final = f"{TAG_PREFIX}requested_mode"
+
 # Dagster's run retry tags (run_retries in dagster.yaml, read by the daemon).
 DAGSTER_MAX_RETRIES_TAG: Final = "dagster/max_retries"
 DAGSTER_RETRY_STRATEGY_TAG: Final = "dagster/retry_strategy"

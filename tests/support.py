@@ -173,13 +173,17 @@ class JobRunner:
         self.instance = instance
         self.job = reconstructable_job(name, str(project.path), steps, **options)
 
-    def run(self) -> RunOutcome:
-        with dg.execute_job(self.job, instance=self.instance, raise_on_error=False) as result:
+    def run(self, run_config: dict[str, Any] | None = None) -> RunOutcome:
+        with dg.execute_job(
+            self.job, instance=self.instance, raise_on_error=False, run_config=run_config
+        ) as result:
             return outcome_of(self.instance, result.run_id)
 
-    def rerun_from_failure(self, parent_run_id: str) -> RunOutcome:
+    def rerun_from_failure(
+        self, parent_run_id: str, run_config: dict[str, Any] | None = None
+    ) -> RunOutcome:
         options = dg.ReexecutionOptions.from_failure(parent_run_id, self.instance)
-        return self._reexecute(options)
+        return self._reexecute(options, run_config)
 
     def rerun_all_steps(self, parent_run_id: str) -> RunOutcome:
         return self._reexecute(dg.ReexecutionOptions(parent_run_id=parent_run_id))
@@ -189,9 +193,15 @@ class JobRunner:
             dg.ReexecutionOptions(parent_run_id=parent_run_id, step_selection=steps)
         )
 
-    def _reexecute(self, options: dg.ReexecutionOptions) -> RunOutcome:
+    def _reexecute(
+        self, options: dg.ReexecutionOptions, run_config: dict[str, Any] | None = None
+    ) -> RunOutcome:
         with dg.execute_job(
-            self.job, instance=self.instance, raise_on_error=False, reexecution_options=options
+            self.job,
+            instance=self.instance,
+            raise_on_error=False,
+            reexecution_options=options,
+            run_config=run_config,
         ) as result:
             return outcome_of(self.instance, result.run_id)
 
@@ -228,3 +238,15 @@ def tree_digest(path: Path) -> str:
         digest.update(str(file.relative_to(path)).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
+
+
+def run_log_text(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Return every event message of a run, with the text of any error it carries."""
+    lines: list[str] = []
+    for record in instance.all_logs(run_id):
+        lines.append(record.message or "")
+        event = record.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        if error is not None:
+            lines.append(error.to_string())
+    return "\n".join(lines)

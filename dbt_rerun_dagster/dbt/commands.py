@@ -7,9 +7,10 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import click
+import yaml
 
 from dbt_rerun_dagster.compat import RETRY_SUPPORTED_COMMANDS
 from dbt_rerun_dagster.errors import InvalidStepError
@@ -51,6 +52,16 @@ class DbtCommand:
     text: str
     args: tuple[str, ...]
     subcommand: str
+    vars_yaml: str | None = None
+
+    @property
+    def vars(self) -> dict[str, Any]:
+        """Return the command's own `--vars`, parsed as dbt parses them."""
+        if not self.vars_yaml:
+            return {}
+        parsed = yaml.safe_load(self.vars_yaml)
+
+        return dict(parsed) if isinstance(parsed, dict) else {}
 
     @property
     def supports_retry(self) -> bool:
@@ -92,11 +103,15 @@ def parse_step(position: int, text: str, project_dir: Path, profiles_dir: Path) 
 
     args = _split(position, text)
     _reject_managed_options(position, text, args)
-    subcommand = _validate_with_dbt_cli(position, text, args, project_dir, profiles_dir)
+    subcommand, params = _validate_with_dbt_cli(position, text, args, project_dir, profiles_dir)
     if subcommand in REJECTED_SUBCOMMANDS:
         raise InvalidStepError(position, text, REJECTED_SUBCOMMANDS[subcommand])
+    step_vars = params.get("vars")
+    vars_yaml = (
+        yaml.safe_dump(dict(step_vars)) if isinstance(step_vars, dict) and step_vars else None
+    )
 
-    return DbtCommand(text=text, args=tuple(args), subcommand=subcommand)
+    return DbtCommand(text=text, args=tuple(args), subcommand=subcommand, vars_yaml=vars_yaml)
 
 
 def parse_steps(steps: Sequence[str], project_dir: Path, profiles_dir: Path) -> list[DbtCommand]:
@@ -140,8 +155,8 @@ def _reject_managed_options(position: int, text: str, args: list[str]) -> None:
 
 def _validate_with_dbt_cli(
     position: int, text: str, args: list[str], project_dir: Path, profiles_dir: Path
-) -> str:
-    """Parse `args` with dbt's click command line and return the subcommand name.
+) -> tuple[str, dict[str, Any]]:
+    """Parse `args` with dbt's click command line; return the subcommand and its parameters.
 
     Using dbt's own parser catches unknown subcommands, misspelled options and
     bad option values (invalid YAML in --vars, a non-integer --threads) at
@@ -168,7 +183,7 @@ def _validate_with_dbt_cli(
                 context = command.make_context(name, remaining, parent=context)
                 remaining = [*getattr(context, "protected_args", []), *context.args]
         managed = ["--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir)]
-        command.make_context(names[-1], [*remaining, *managed], parent=context)
+        command_context = command.make_context(names[-1], [*remaining, *managed], parent=context)
     except click.exceptions.NoSuchOption as error:
         raise InvalidStepError(position, text, _click_message(error)) from error
     except click.exceptions.UsageError as error:
@@ -184,7 +199,7 @@ def _validate_with_dbt_cli(
     except click.exceptions.ClickException as error:
         raise InvalidStepError(position, text, _click_message(error)) from error
 
-    return " ".join(names)
+    return " ".join(names), dict(command_context.params)
 
 
 def _click_message(error: click.exceptions.ClickException) -> str:

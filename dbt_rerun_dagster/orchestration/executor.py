@@ -9,7 +9,8 @@ import dagster as dg
 from dagster import DagsterEvent, Executor
 
 from dbt_rerun_dagster.compat import EngineEventData, RetryMode
-from dbt_rerun_dagster.orchestration.rerun import detect_rerun, mark_rerun
+from dbt_rerun_dagster.orchestration.rerun import mark_rerun
+from dbt_rerun_dagster.orchestration.settings import resolve_rerun
 
 if TYPE_CHECKING:
     from dagster._core.execution.context.system import PlanOrchestrationContext
@@ -40,7 +41,7 @@ class RerunMarkingExecutor(Executor):
     ) -> Iterator[DagsterEvent]:
         run = plan_context.dagster_run
         step_order = [step.key for step in execution_plan.get_all_steps_in_topo_order()]
-        info = detect_rerun(plan_context.instance, run, step_order)
+        info = resolve_rerun(plan_context.instance, run, step_order)
         if info.mode is not None:
             mark_rerun(plan_context.instance, run, info)
             yield DagsterEvent.engine_event(

@@ -16,6 +16,7 @@ from dbt_rerun_dagster.dbt.classify import FailureClassifier
 from dbt_rerun_dagster.dbt.commands import DbtCommand, parse_step, parse_steps
 from dbt_rerun_dagster.errors import DbtJobDefinitionError
 from dbt_rerun_dagster.orchestration.executor import with_rerun_marking
+from dbt_rerun_dagster.orchestration.settings import SETTINGS_RESOURCE_KEY, DbtRunSettings
 from dbt_rerun_dagster.orchestration.spec import DbtJobSpec, StepSpec
 from dbt_rerun_dagster.orchestration.step import run_step
 from dbt_rerun_dagster.tags import DAGSTER_MAX_RETRIES_TAG, DAGSTER_RETRY_STRATEGY_TAG
@@ -267,6 +268,7 @@ def _build_step_op(
         ins=ins,
         out=dg.Out(dg.Nothing),
         retry_policy=retry_policy,
+        required_resource_keys={SETTINGS_RESOURCE_KEY},
         tags={"kind": "dbt"},
     )
     def step_op(context):  # type: ignore[no-untyped-def]
@@ -295,6 +297,7 @@ def _chain_ops(
 
     return graph.to_job(
         executor_def=executor,
+        resource_defs={SETTINGS_RESOURCE_KEY: DbtRunSettings()},
         tags=dict(tags or {}),
         metadata={DBT_JOB_METADATA_KEY: str(spec.project_dir)},
     )

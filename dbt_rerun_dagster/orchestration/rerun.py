@@ -109,12 +109,17 @@ def ancestor_step_outcomes(
 
 
 def detect_rerun(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, step_order: Sequence[str]
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    step_order: Sequence[str],
+    requested_mode: str = "auto",
 ) -> RerunInfo:
     """Work out the rerun mode of `run` from the steps it executes.
 
     Args:
         step_order: The job's step keys in execution order.
+        requested_mode: "from_failure" or "from_start" from the run config
+            overrides the detected mode of a rerun; "auto" keeps it.
     """
     if not run.parent_run_id:
         return FRESH_RUN
@@ -127,6 +132,8 @@ def detect_rerun(
         "root_run_id": run.root_run_id,
         "resumed_from_step": resumed_from,
     }
+    if requested_mode in (RERUN_MODE_FROM_FAILURE, RERUN_MODE_FROM_START):
+        return RerunInfo(mode=requested_mode, **common)
     # `step_keys_to_execute` is None when every step runs: Dagster's ALL_STEPS
     # strategy and `ReexecutionOptions(parent_run_id)` without a selection.
     if executed is None:

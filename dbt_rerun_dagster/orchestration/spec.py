@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from dbt_rerun_dagster.artifacts import ArtifactStore
 from dbt_rerun_dagster.dbt.classify import FailureClassifier
 from dbt_rerun_dagster.dbt.commands import DbtCommand
+from dbt_rerun_dagster.orchestration.settings import DbtRunSettings
 
 DEFAULT_ARTIFACTS_DIRNAME = "dbt_rerun_artifacts"
 
@@ -49,9 +51,15 @@ class DbtJobSpec:
         return ArtifactStore(root=root, job_name=self.name)
 
     def invocation_args(
-        self, command: DbtCommand, dbt_args: tuple[str, ...], target_dir: Path
+        self,
+        command: DbtCommand,
+        dbt_args: tuple[str, ...],
+        target_dir: Path,
+        settings: DbtRunSettings | None = None,
     ) -> list[str]:
-        """Add the options every invocation gets to a step's dbt arguments."""
+        """Add the options every invocation gets, and the run's settings, to dbt arguments."""
+        settings = settings or DbtRunSettings()
+        is_retry = dbt_args[0] == "retry"
         args = [
             *dbt_args,
             "--project-dir",
@@ -65,8 +73,20 @@ class DbtJobSpec:
             # dbt's colour codes would end up in Dagster's logs and error messages.
             "--no-use-colors",
         ]
-        # `dbt retry` replays the target of the invocation it retries.
-        if self.target and dbt_args[0] != "retry" and not _sets_target(command):
+        if settings.threads is not None:
+            args += ["--threads", str(settings.threads)]
+        # dbt keeps the last --vars; `dbt retry` replaces the replayed vars with
+        # it, so the step's own vars are merged in first.
+        if settings.vars:
+            args += ["--vars", yaml.safe_dump({**command.vars, **settings.parsed_vars()})]
+        # `dbt retry` replays the target and profile of the invocation it retries.
+        if is_retry:
+            return args
+        if settings.profile:
+            args += ["--profile", settings.profile]
+        if settings.target:
+            args += ["--target", settings.target]
+        elif self.target and not _sets_target(command):
             args += ["--target", self.target]
 
         return args

@@ -14,11 +14,10 @@ from dbt_rerun_dagster.dbt.plan import StepMode, StepPlan, plan_full, plan_resum
 from dbt_rerun_dagster.dbt.results import load_run_results
 from dbt_rerun_dagster.errors import DbtStepFailure, RunResultsError
 from dbt_rerun_dagster.orchestration.report import StepReport
-from dbt_rerun_dagster.orchestration.rerun import (
-    RerunInfo,
-    ancestor_step_outcomes,
-    detect_rerun,
-    mark_rerun,
+from dbt_rerun_dagster.orchestration.rerun import RerunInfo, ancestor_step_outcomes, mark_rerun
+from dbt_rerun_dagster.orchestration.settings import (
+    resolve_rerun,
+    settings_of_run,
 )
 from dbt_rerun_dagster.orchestration.spec import DbtJobSpec, StepSpec
 from dbt_rerun_dagster.tags import (
@@ -95,7 +94,7 @@ def _tag_final_failure(
 
 def _ensure_rerun_marked(context: dg.OpExecutionContext, spec: DbtJobSpec) -> RerunInfo:
     """Detect the rerun mode and tag the run if its executor has not already done so."""
-    info = detect_rerun(context.instance, context.run, spec.step_names)
+    info = resolve_rerun(context.instance, context.run, spec.step_names)
     if mark_rerun(context.instance, context.run, info):
         context.log.info(info.opening_message())
 
@@ -133,7 +132,8 @@ def _execute(
 ) -> StepReport:
     target_dir = store.new_invocation_dir(context.run_id, step.name, context.retry_number)
     store.seed_partial_parse(target_dir)
-    args = spec.invocation_args(step.command, plan.dbt_args(step.command), target_dir)
+    settings = settings_of_run(context.run)
+    args = spec.invocation_args(step.command, plan.dbt_args(step.command), target_dir, settings)
     record = InvocationRecord(
         run_id=context.run_id,
         step=step.name,
