@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install dev clean
+.PHONY: demo test install dev browser clean
 
 demo: $(INSTALLED)
 	$(VENV)/bin/python -m dbt_rerun_dagster.demo
 
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(VENV)/bin/python -m pytest
+
+# The browser test drives Debian's Chromium; installing it needs root (apt-get).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 dev: $(INSTALLED)
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(VENV)/bin/dagster dev -h 127.0.0.1
