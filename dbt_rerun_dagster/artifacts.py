@@ -33,6 +33,7 @@ class InvocationRecord:
     run_id: str
     step: str
     attempt: int
+    step_command: str
     dbt_args: tuple[str, ...]
     mode: str
     reason: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dbt_rerun_dagster import build_dbt_definitions, build_dbt_job
+from dbt_rerun_dagster import build_dbt_definitions, build_dbt_job, build_dbt_retry_sensor
 
 SAMPLE_PROJECT_DIR = Path(
     os.environ.get("DBT_RERUN_PROJECT_DIR", Path(__file__).resolve().parent.parent / "dbt_project")
@@ -33,4 +33,8 @@ jaffle_build = build_dbt_job(
     description="One `dbt build` over the sample project, then `dbt docs generate`.",
 )
 
-defs = build_dbt_definitions(jaffle_nightly, jaffle_build)
+# Reruns transient failures (dropped connections, locks, timeouts) from failure
+# through the webserver of `dagster dev` on 127.0.0.1:3000.
+auto_retry = build_dbt_retry_sensor([jaffle_nightly, jaffle_build], max_attempts=2)
+
+defs = build_dbt_definitions(jaffle_nightly, jaffle_build, sensors=[auto_retry])

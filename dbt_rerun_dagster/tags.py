@@ -62,3 +62,17 @@ DAGSTER_RESUME_RETRY_TAG: Final = "dagster/is_resume_retry"
 
 # Tag on the job definition that identifies jobs built by this plugin.
 DBT_JOB_TAG: Final = f"{TAG_PREFIX}job"
+
+# Tags the plugin writes itself; a job may not set them, or every fresh run
+# would look like a rerun or a classified failure.
+RESERVED_RUN_TAGS: Final = frozenset(
+    {
+        RERUN_MODE_TAG,
+        RESUMED_FROM_STEP_TAG,
+        FAILURE_KIND_TAG,
+        FAILURE_REASON_TAG,
+        AUTO_RETRY_TAG,
+        RETRY_ATTEMPT_TAG,
+        AUTO_RETRY_SKIPPED_TAG,
+    }
+)

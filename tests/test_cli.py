@@ -32,17 +32,22 @@ class Server:
             [CLI, "--url", self.url, *args], capture_output=True, text=True, timeout=300
         )
 
-    def launch_nightly(self) -> str:
+    def launch(self, job: str = "jaffle_nightly", location: str = "dbt_rerun_sample") -> str:
         selector = {
-            "repositoryLocationName": "dbt_rerun_sample",
+            "repositoryLocationName": location,
             "repositoryName": "__repository__",
-            "jobName": "jaffle_nightly",
+            "jobName": job,
         }
         params = {"executionParams": {"selector": selector, "runConfigData": {}}}
-        run_id = launched_run_id(graphql(self.url, LAUNCH_RUN, params)["launchRun"])
+        return launched_run_id(graphql(self.url, LAUNCH_RUN, params)["launchRun"])
+
+    def wait(self, run_id: str) -> str:
         while not self.instance.get_run_by_id(run_id).is_finished:
             time.sleep(0.5)
         return run_id
+
+    def launch_nightly(self) -> str:
+        return self.wait(self.launch())
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +69,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "DBT_RERUN_PROJECT_DIR": str(project.path),
         "DBT_DUCKDB_PATH": str(project.database),
     }
+    workspace = root / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: dbt_rerun_dagster.definitions\n"
+        "      location_name: dbt_rerun_sample\n"
+        "  - python_module:\n"
+        "      module_name: tests.plain_location\n"
+        "      location_name: plain\n",
+        encoding="utf-8",
+    )
+    env["PYTHONPATH"] = str(REPO_ROOT_PROJECT.parent)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        with running_webserver(env, root / "webserver.log") as url:
+        with running_webserver(env, root / "webserver.log", workspace=workspace) as url:
             yield Server(url, instance, project)
 
 
@@ -180,3 +197,31 @@ def test_invalid_vars_exit_2(server: Server, failed_run: str) -> None:
 
     assert completed.returncode == 2
     assert "--vars must be a YAML mapping" in completed.stderr
+
+
+def test_run_of_other_job_exits_2(server: Server) -> None:
+    run_id = server.wait(server.launch("plain_job", "plain"))
+
+    completed = server.cli("rerun", run_id, "--from-start")
+
+    assert completed.returncode == 2
+    assert "belongs to job plain_job, which is not a dbt job built by build_dbt_job" in (
+        completed.stderr
+    )
+    assert (
+        server.instance.get_runs_count(
+            filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})
+        )
+        == 0
+    )
+
+
+def test_retry_failed_while_running_exits_2(server: Server) -> None:
+    run_id = server.launch()
+
+    completed = server.cli("retry-failed", "jaffle_nightly")
+    server.wait(run_id)
+
+    assert completed.returncode == 2
+    assert f"The latest run of jaffle_nightly ({run_id}) is still" in completed.stderr
+    assert completed.stderr.rstrip().endswith("retry it when it has ended.")

@@ -104,3 +104,30 @@ def test_definitions_reject_duplicate_names(project: SampleProject) -> None:
     second = build_dbt_job("same", project.path, ["dbt test"])
     with pytest.raises(DbtJobDefinitionError, match=r"Two jobs are named 'same'"):
         build_dbt_definitions(first, second)
+
+
+def test_reserved_job_tags_rejected(project: SampleProject) -> None:
+    with pytest.raises(
+        DbtJobDefinitionError, match=r"Job tags dbt_rerun/rerun_mode are written by"
+    ):
+        build_dbt_job("tagged", project.path, ["dbt run"], tags={"dbt_rerun/rerun_mode": "x"})
+
+
+def test_unknown_target_rejected(project: SampleProject) -> None:
+    with pytest.raises(
+        DbtJobDefinitionError,
+        match=r"Target 'nope' is not in profile 'jaffle_rerun' .*\(targets: ci, dev\)",
+    ):
+        build_dbt_job("bad", project.path, ["dbt run"], target="nope")
+
+
+def test_empty_target_rejected(project: SampleProject) -> None:
+    with pytest.raises(DbtJobDefinitionError, match=r"target must be a non-empty target name"):
+        build_dbt_job("bad", project.path, ["dbt run"], target="")
+
+
+def test_unknown_profile_rejected(project: SampleProject) -> None:
+    project.update_project_yml(profile="missing_profile")
+
+    with pytest.raises(DbtJobDefinitionError, match=r"Profile 'missing_profile' is not in"):
+        build_dbt_job("bad", project.path, ["dbt run"])

@@ -275,3 +275,21 @@ def test_new_run_after_failure_is_fresh(
     assert not any(
         "resumes execution" in message for message in engine_messages(instance, fresh.run_id)
     )
+
+
+def test_all_steps_after_first_step_failure(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
+    runner = JobRunner(instance, "nightly", project, NIGHTLY_STEPS)
+    project.write("models/marts/broken_jinja.sql", "select {{ ref('fct_orders' }}\n")
+    failed = runner.run()
+    project.remove("models/marts/broken_jinja.sql")
+
+    # Every step re-executes and the first one failed: only the missing
+    # parent state tells this apart from a rerun from failure.
+    rerun = runner.rerun_all_steps(failed.run_id)
+
+    assert failed.step_status == {SEED: "FAILURE"}
+    assert rerun.success
+    assert rerun.rerun_tags() == {RERUN_MODE_TAG: "from_start", RESUMED_FROM_STEP_TAG: SEED}
+    assert step_metadata(instance, rerun.run_id, SEED)["mode reason"] == "rerun from start"

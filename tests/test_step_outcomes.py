@@ -171,3 +171,61 @@ def test_failed_hook_rerun_runs_full_command(
     assert rerun.success
     assert rerun_step["mode"] == "full command"
     assert rerun_step["mode reason"].startswith("only project hooks failed")
+
+
+def test_impossible_retry_falls_back_to_full_command(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
+    runner = JobRunner(instance, "nightly", project, ["dbt seed", "dbt run"])
+    project.break_models("fct_orders")
+    failed = runner.run()
+    project.fix_models()
+    # customer_cohorts was skipped in the failed run; dbt retry cannot find it any more.
+    project.remove("models/marts/customer_cohorts.sql")
+    project.new_builds()
+
+    rerun = runner.rerun_from_failure(failed.run_id)
+    fallback = step_metadata(instance, rerun.run_id, "step_2_dbt_run")
+    rebuilt = built_nodes(project.new_builds())
+
+    assert rerun.success
+    assert fallback["mode"] == "full command"
+    assert fallback["mode reason"].startswith("dbt retry stopped before running any node")
+    assert set(rebuilt) == MODEL_NAMES - {"customer_cohorts"}
+
+
+def test_deps_and_debug_steps_run(instance: dg.DagsterInstance, project: SampleProject) -> None:
+    project.write("local_package/dbt_project.yml", "name: local_package\nversion: '1.0'\n")
+    project.write("packages.yml", "packages:\n  - local: local_package\n")
+    runner = JobRunner(instance, "with_packages", project, ["dbt debug", "dbt seed"])
+
+    outcome = runner.run()
+    deps = step_metadata(instance, outcome.run_id, "step_1_dbt_deps")
+
+    assert outcome.success, outcome.step_status
+    assert outcome.step_status == {
+        "step_1_dbt_deps": "SUCCESS",
+        "step_2_dbt_debug": "SUCCESS",
+        "step_3_dbt_seed": "SUCCESS",
+    }
+    assert "--target-path" not in deps["dbt command run"]
+    assert (project.path / "dbt_packages" / "local_package").exists()
+
+
+def test_changed_step_command_runs_in_full(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
+    before = JobRunner(instance, "nightly", project, ["dbt seed", "dbt run"])
+    project.break_models("fct_orders")
+    failed = before.run()
+    project.fix_models()
+    after = JobRunner(instance, "nightly", project, ["dbt seed", "dbt run --select staging"])
+    project.new_builds()
+
+    rerun = after.rerun_from_failure(failed.run_id)
+    ran = step_metadata(instance, rerun.run_id, "step_2_dbt_run")
+
+    assert rerun.success
+    assert ran["mode"] == "full command"
+    assert "the step's command changed" in ran["mode reason"]
+    assert set(built_nodes(project.new_builds())) == {"stg_customers", "stg_orders", "stg_payments"}

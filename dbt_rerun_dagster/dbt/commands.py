@@ -53,6 +53,11 @@ class DbtCommand:
     args: tuple[str, ...]
     subcommand: str
     vars_yaml: str | None = None
+    option_names: frozenset[str] = frozenset()
+
+    def accepts(self, option: str) -> bool:
+        """Return whether the subcommand takes `option`; dbt deps takes no --target-path."""
+        return option in self.option_names
 
     @property
     def vars(self) -> dict[str, Any]:
@@ -103,7 +108,9 @@ def parse_step(position: int, text: str, project_dir: Path, profiles_dir: Path) 
 
     args = _split(position, text)
     _reject_managed_options(position, text, args)
-    subcommand, params = _validate_with_dbt_cli(position, text, args, project_dir, profiles_dir)
+    subcommand, params, option_names = _validate_with_dbt_cli(
+        position, text, args, project_dir, profiles_dir
+    )
     if subcommand in REJECTED_SUBCOMMANDS:
         raise InvalidStepError(position, text, REJECTED_SUBCOMMANDS[subcommand])
     step_vars = params.get("vars")
@@ -111,7 +118,13 @@ def parse_step(position: int, text: str, project_dir: Path, profiles_dir: Path) 
         yaml.safe_dump(dict(step_vars)) if isinstance(step_vars, dict) and step_vars else None
     )
 
-    return DbtCommand(text=text, args=tuple(args), subcommand=subcommand, vars_yaml=vars_yaml)
+    return DbtCommand(
+        text=text,
+        args=tuple(args),
+        subcommand=subcommand,
+        vars_yaml=vars_yaml,
+        option_names=option_names,
+    )
 
 
 def parse_steps(steps: Sequence[str], project_dir: Path, profiles_dir: Path) -> list[DbtCommand]:
@@ -155,8 +168,10 @@ def _reject_managed_options(position: int, text: str, args: list[str]) -> None:
 
 def _validate_with_dbt_cli(
     position: int, text: str, args: list[str], project_dir: Path, profiles_dir: Path
-) -> tuple[str, dict[str, Any]]:
-    """Parse `args` with dbt's click command line; return the subcommand and its parameters.
+) -> tuple[str, dict[str, Any], frozenset[str]]:
+    """Parse `args` with dbt's click command line.
+
+    Returns the subcommand, its parsed parameters and the option names it accepts.
 
     Using dbt's own parser catches unknown subcommands, misspelled options and
     bad option values (invalid YAML in --vars, a non-integer --threads) at
@@ -182,6 +197,9 @@ def _validate_with_dbt_cli(
             if isinstance(command, click.Group) and remaining:
                 context = command.make_context(name, remaining, parent=context)
                 remaining = [*getattr(context, "protected_args", []), *context.args]
+        option_names = frozenset(
+            name for param in command.params for name in (*param.opts, *param.secondary_opts)
+        )
         managed = ["--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir)]
         command_context = command.make_context(names[-1], [*remaining, *managed], parent=context)
     except click.exceptions.NoSuchOption as error:
@@ -199,7 +217,7 @@ def _validate_with_dbt_cli(
     except click.exceptions.ClickException as error:
         raise InvalidStepError(position, text, _click_message(error)) from error
 
-    return " ".join(names), dict(command_context.params)
+    return " ".join(names), dict(command_context.params), option_names
 
 
 def _click_message(error: click.exceptions.ClickException) -> str:

@@ -17,6 +17,7 @@ and dbt runs with the project directory as working directory, as
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ class DbtInvocationResult:
 
     @property
     def command_line(self) -> str:
-        return "dbt " + " ".join(self.args)
+        return "dbt " + shlex.join(self.args)
 
 
 def invoke_dbt(args: Sequence[str], project_dir: Path) -> DbtInvocationResult:

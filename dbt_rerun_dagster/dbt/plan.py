@@ -62,7 +62,7 @@ def plan_resume(command: DbtCommand, previous_dir: Path | None, source: str) -> 
             f"any node (for example at parse time) or its artifacts are damaged: {error}"
         )
 
-    stale_reason = _stale_reason(previous_dir, results, source)
+    stale_reason = _stale_reason(command, previous_dir, results, source)
     if stale_reason:
         return plan_full(stale_reason)
     if not results.nodes:
@@ -94,11 +94,18 @@ def plan_resume(command: DbtCommand, previous_dir: Path | None, source: str) -> 
     )
 
 
-def _stale_reason(previous_dir: Path, results: RunResults, source: str) -> str | None:
+def _stale_reason(
+    command: DbtCommand, previous_dir: Path, results: RunResults, source: str
+) -> str | None:
     """Return why `run_results.json` may not belong to the recorded invocation, if it may not."""
     record = read_record(previous_dir)
     if record is None:
         return f"the invocation record of {source} is missing, so its results cannot be trusted"
+    if record.step_command != command.text:
+        return (
+            f"the step's command changed since {source} ran `{record.step_command}`, "
+            "so its results do not describe the current command"
+        )
     if record.invocation_id and results.invocation_id != record.invocation_id:
         return (
             f"run_results.json of {source} belongs to dbt invocation {results.invocation_id}, "

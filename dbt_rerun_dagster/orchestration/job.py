@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import yaml
 from dagster_dbt import DbtProject
 
 from dbt_rerun_dagster.compat import check_dbt_version
@@ -19,7 +20,11 @@ from dbt_rerun_dagster.orchestration.executor import with_rerun_marking
 from dbt_rerun_dagster.orchestration.settings import SETTINGS_RESOURCE_KEY, DbtRunSettings
 from dbt_rerun_dagster.orchestration.spec import DbtJobSpec, StepSpec
 from dbt_rerun_dagster.orchestration.step import run_step
-from dbt_rerun_dagster.tags import DAGSTER_MAX_RETRIES_TAG, DAGSTER_RETRY_STRATEGY_TAG
+from dbt_rerun_dagster.tags import (
+    DAGSTER_MAX_RETRIES_TAG,
+    DAGSTER_RETRY_STRATEGY_TAG,
+    RESERVED_RUN_TAGS,
+)
 
 # Job metadata key that marks jobs built by this plugin.
 DBT_JOB_METADATA_KEY = "dbt_rerun/project_dir"
@@ -106,7 +111,9 @@ def build_dbt_job(
             )
     """
     check_dbt_version()
+    _check_job_tags(tags)
     project = _resolve_project(project_dir, profiles_dir, target)
+    _check_profile_target(project)
     spec = _build_spec(
         name,
         project,
@@ -134,6 +141,55 @@ def build_dbt_job(
         description=description,
         tags=run_tags,
     )
+
+
+def _check_job_tags(tags: Mapping[str, str] | None) -> None:
+    reserved = sorted(key for key in (tags or {}) if key in RESERVED_RUN_TAGS)
+    if reserved:
+        raise DbtJobDefinitionError(
+            f"Job tags {', '.join(reserved)} are written by dbt-rerun-dagster on reruns and "
+            "failures; remove them from tags= (use run_retries= for Dagster's retry tags)."
+        )
+
+
+def _check_profile_target(project: DbtProject) -> None:
+    """Check that the dbt profile and target exist in profiles.yml, when it parses as YAML.
+
+    profiles.yml may hold Jinja that only dbt can render; names of profiles and
+    targets are plain YAML keys in practice, so a parse failure is left to dbt.
+    """
+    if project.target is not None and not str(project.target).strip():
+        raise DbtJobDefinitionError("target must be a non-empty target name, or None")
+    profile_name = project.profile or _project_profile_name(Path(project.project_dir))
+    profiles_file = Path(project.profiles_dir) / "profiles.yml"
+    try:
+        profiles = yaml.safe_load(profiles_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return
+    if not isinstance(profiles, dict) or profile_name is None:
+        return
+    if profile_name not in profiles:
+        raise DbtJobDefinitionError(
+            f"Profile {profile_name!r} is not in {profiles_file}; add it there, or pass "
+            "profiles_dir= with the directory of the right profiles.yml."
+        )
+    outputs = (profiles[profile_name] or {}).get("outputs") or {}
+    if project.target is not None and project.target not in outputs:
+        known = ", ".join(sorted(outputs)) or "none"
+        raise DbtJobDefinitionError(
+            f"Target {project.target!r} is not in profile {profile_name!r} of {profiles_file} "
+            f"(targets: {known}); pass one of them as target=."
+        )
+
+
+def _project_profile_name(project_dir: Path) -> str | None:
+    try:
+        config = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    profile = config.get("profile") if isinstance(config, dict) else None
+
+    return str(profile) if profile else None
 
 
 def _run_retry_tags(run_retries: int, strategy: str) -> dict[str, str]:

@@ -134,9 +134,12 @@ def detect_rerun(
     }
     if requested_mode in (RERUN_MODE_FROM_FAILURE, RERUN_MODE_FROM_START):
         return RerunInfo(mode=requested_mode, **common)
-    # `step_keys_to_execute` is None when every step runs: Dagster's ALL_STEPS
-    # strategy and `ReexecutionOptions(parent_run_id)` without a selection.
-    if executed is None:
+    # A rerun of every step carries no parent state: the webserver's and the
+    # daemon's ALL_STEPS strategy leave `step_keys_to_execute` empty, and
+    # `execute_job` with `ReexecutionOptions(parent_run_id)` lists every step
+    # but builds its plan without the parent's state (Dagster 1.13).
+    # From-failure and step-selection reruns always carry it.
+    if executed is None or not _uses_parent_state(instance, run):
         return RerunInfo(mode=RERUN_MODE_FROM_START, **common)
 
     outcomes = ancestor_step_outcomes(instance, run)
@@ -148,6 +151,15 @@ def detect_rerun(
     return RerunInfo(
         mode=RERUN_MODE_FROM_START if reruns_a_success else RERUN_MODE_FROM_FAILURE, **common
     )
+
+
+def _uses_parent_state(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    if not run.execution_plan_snapshot_id:
+        return True
+    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    known_state = snapshot.initial_known_state
+
+    return known_state is not None and known_state.parent_state is not None
 
 
 def mark_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun, info: RerunInfo) -> bool:

@@ -60,33 +60,35 @@ class DbtJobSpec:
         """Add the options every invocation gets, and the run's settings, to dbt arguments."""
         settings = settings or DbtRunSettings()
         is_retry = dbt_args[0] == "retry"
-        args = [
-            *dbt_args,
-            "--project-dir",
-            str(self.project_dir),
-            "--profiles-dir",
-            str(self.profiles_dir),
-            "--target-path",
-            str(target_dir),
-            "--log-path",
-            str(target_dir),
-            # dbt's colour codes would end up in Dagster's logs and error messages.
-            "--no-use-colors",
-        ]
-        if settings.threads is not None:
+
+        def accepted(option: str) -> bool:
+            # dbt retry takes all of these; dbt deps and debug take no --target-path.
+            return is_retry or command.accepts(option)
+
+        args = [*dbt_args, "--project-dir", str(self.project_dir)]
+        args += ["--profiles-dir", str(self.profiles_dir)]
+        # dbt clean deletes its target path when the project sets no clean-targets.
+        if accepted("--target-path") and command.subcommand != "clean":
+            args += ["--target-path", str(target_dir)]
+        if accepted("--log-path"):
+            args += ["--log-path", str(target_dir)]
+        # dbt's colour codes would end up in Dagster's logs and error messages.
+        if accepted("--no-use-colors"):
+            args.append("--no-use-colors")
+        if settings.threads is not None and accepted("--threads"):
             args += ["--threads", str(settings.threads)]
         # dbt keeps the last --vars; `dbt retry` replaces the replayed vars with
         # it, so the step's own vars are merged in first.
-        if settings.vars:
+        if settings.vars and accepted("--vars"):
             args += ["--vars", yaml.safe_dump({**command.vars, **settings.parsed_vars()})]
         # `dbt retry` replays the target and profile of the invocation it retries.
         if is_retry:
             return args
-        if settings.profile:
+        if settings.profile and accepted("--profile"):
             args += ["--profile", settings.profile]
-        if settings.target:
+        if settings.target and accepted("--target"):
             args += ["--target", settings.target]
-        elif self.target and not _sets_target(command):
+        elif self.target and accepted("--target") and not _sets_target(command):
             args += ["--target", self.target]
 
         return args

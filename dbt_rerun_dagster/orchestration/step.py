@@ -47,8 +47,7 @@ def run_step(
         report = _execute(context, spec, step, plan, store)
         if _retry_was_impossible(report):
             fallback = plan_full(
-                f"dbt retry stopped before running any node ({report.result.error}), "
-                "for example because a model it should retry was renamed or deleted"
+                f"dbt retry stopped before running any node: {report.result.error}"
             )
             context.log.warning("%s falls back to its full command: %s", step.name, fallback.reason)
             report = _execute(context, spec, step, fallback, store)
@@ -138,6 +137,7 @@ def _execute(
         run_id=context.run_id,
         step=step.name,
         attempt=context.retry_number,
+        step_command=step.command.text,
         dbt_args=tuple(args),
         mode=plan.mode.value,
         reason=plan.reason,
