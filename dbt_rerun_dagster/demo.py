@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
         rerun = instance.get_run_by_id(rerun_id)
         succeeded = rerun is not None and rerun.status == dg.DagsterRunStatus.SUCCESS
-        summary.append(f"Both runs are in the UI: DAGSTER_HOME={home} dagster dev")
+        summary.append(
+            f"Both runs are in the UI: DAGSTER_HOME={home} dagster dev -h 127.0.0.1 "
+            "(what `make dev` runs for ./.dagster_home), then open http://127.0.0.1:3000"
+        )
 
     # dbt and Dagster log to the console while the runs execute, so the
     # summary comes last, where a reader finds it.
