@@ -18,6 +18,11 @@ from dbt_rerun_dagster.errors import (
     InvalidStepError,
 )
 from dbt_rerun_dagster.orchestration.job import build_dbt_definitions, build_dbt_job
+from dbt_rerun_dagster.orchestration.resolution import (
+    ChainResolution,
+    chain_resolution,
+    unresolved_failures,
+)
 from dbt_rerun_dagster.orchestration.retry_sensor import build_dbt_retry_sensor
 from dbt_rerun_dagster.tags import (
     RERUN_MODE_FROM_FAILURE,
@@ -27,6 +32,9 @@ from dbt_rerun_dagster.tags import (
 )
 
 __all__ = [
+    "ChainResolution",
+    "chain_resolution",
+    "unresolved_failures",
     "DEFAULT_TRANSIENT_PATTERNS",
     "FailureClassification",
     "FailureClassifier",

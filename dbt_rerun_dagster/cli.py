@@ -313,6 +313,12 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--vars", help="dbt --vars for the rerun, a YAML mapping")
     rerun.add_argument("--wait", action="store_true", help="wait for the rerun to end")
 
+    unresolved = commands.add_parser(
+        "unresolved", help="list failed root runs of a job that no rerun has resolved"
+    )
+    unresolved.add_argument("job", help="job name")
+    unresolved.add_argument("--limit", type=int, default=200, help="recent runs to scan")
+
     retry = commands.add_parser(
         "retry-failed", help="rerun a job's latest run from failure if it failed"
     )
@@ -355,6 +361,10 @@ def _dispatch(options: argparse.Namespace) -> int:
     url = options.url
     if options.command == "runs":
         return _print_runs(options, fetch_runs(url, options.job, options.limit))
+    if options.command == "unresolved":
+        return _print_unresolved(
+            options, unresolved_roots(fetch_runs(url, options.job, options.limit))
+        )
     if options.command == "show":
         summary = fetch_run(url, options.run_id)
         return _print_show(options, summary, fetch_step_reports(url, options.run_id))
@@ -432,6 +442,47 @@ def _print_show(
                 print(f"  {label}: {step[label]}")
         if step.get("description"):
             print("  " + step["description"].replace("\n", "\n  "))
+
+    return EXIT_OK
+
+
+def unresolved_roots(runs: list[RunSummary]) -> list[dict[str, Any]]:
+    """Group runs by root run; return failed groups without a successful run, newest first."""
+    groups: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        groups.setdefault(run.root_run_id or run.run_id, []).append(run)
+    unresolved = []
+    for root_id, members in groups.items():
+        root = next((run for run in members if run.run_id == root_id), None)
+        if root is None or root.status not in RESUMABLE_STATUSES:
+            continue
+        if any(run.status == "SUCCESS" for run in members):
+            continue
+        latest = members[0]  # runsOrError lists the newest run first
+        unresolved.append(
+            {
+                "root_run_id": root_id,
+                "runs": len(members),
+                "latest_run_id": latest.run_id,
+                "latest_status": latest.status,
+                "failed_steps": latest.failed_steps,
+            }
+        )
+
+    return unresolved
+
+
+def _print_unresolved(options: argparse.Namespace, unresolved: list[dict[str, Any]]) -> int:
+    if options.json:
+        print(json.dumps(unresolved, indent=2))
+        return EXIT_OK
+    if not unresolved:
+        print(f"Every failed run of {options.job} has been resolved by a rerun.")
+    for item in unresolved:
+        print(
+            f"{item['root_run_id']}  {item['runs']} run(s), latest {item['latest_run_id']} "
+            f"{item['latest_status']}, failed step {', '.join(item['failed_steps']) or '-'}"
+        )
 
     return EXIT_OK
 

@@ -40,6 +40,10 @@ AUTO_RETRY_SKIPPED_TAG: Final = f"{TAG_PREFIX}auto_retry_skipped"
 MAX_AUTO_RETRIES_TAG: Final = f"{TAG_PREFIX}max_auto_retries"
 AUTO_RETRY_STRATEGY_TAG: Final = f"{TAG_PREFIX}auto_retry_strategy"
 
+# On a failed or canceled run once a rerun of it (or of its reruns) succeeded:
+# the id of that rerun.
+RESOLVED_BY_TAG: Final = f"{TAG_PREFIX}resolved_by"
+
 # Launch-time settings as run tags, for launches that cannot pass run config
 # (the webserver's re-execute menu, GraphQL `launchRunReexecution`, the
 # `dbt-rerun` CLI). Run config under resources.dbt_rerun takes precedence.
@@ -74,5 +78,6 @@ RESERVED_RUN_TAGS: Final = frozenset(
         AUTO_RETRY_TAG,
         RETRY_ATTEMPT_TAG,
         AUTO_RETRY_SKIPPED_TAG,
+        RESOLVED_BY_TAG,
     }
 )

@@ -132,6 +132,15 @@ def test_show_prints_each_step(server: Server, failed_run: str) -> None:
     assert steps["step_3_dbt_test"]["status"] == "NOT RUN"
 
 
+def test_unresolved_lists_failed_root(server: Server, failed_run: str) -> None:
+    completed = server.cli("--json", "unresolved", "jaffle_nightly")
+    unresolved = json.loads(completed.stdout)
+
+    assert completed.returncode == 0
+    assert [item["root_run_id"] for item in unresolved] == [failed_run]
+    assert unresolved[0]["failed_steps"] == ["step_2_dbt_run"]
+
+
 def test_unknown_run_exits_2(server: Server) -> None:
     completed = server.cli("rerun", "00000000-0000-0000-0000-000000000000", "--from-failure")
 
@@ -151,6 +160,14 @@ def test_retry_failed_resumes_latest_run(server: Server, failed_run: str) -> Non
     assert result == {"parent_run_id": failed_run, "run_id": rerun.run_id, "status": "SUCCESS"}
     assert rerun.tags["dbt_rerun/rerun_mode"] == "from_failure"
     assert "stg_orders" not in built_nodes(server.project.new_builds())
+
+
+def test_retry_resolves_failed_root(server: Server, failed_run: str) -> None:
+    completed = server.cli("--json", "unresolved", "jaffle_nightly")
+
+    assert completed.returncode == 0
+    assert json.loads(completed.stdout) == []
+    assert server.instance.get_run_by_id(failed_run).tags["dbt_rerun/resolved_by"]
 
 
 def test_retry_failed_after_success_exits_2(server: Server) -> None:

@@ -8,6 +8,9 @@ import dbt_rerun_dagster
 def test_exported_names() -> None:
     assert sorted(dbt_rerun_dagster.__all__) == sorted(
         [
+            "ChainResolution",
+            "chain_resolution",
+            "unresolved_failures",
             "DEFAULT_TRANSIENT_PATTERNS",
             "FailureClassification",
             "FailureClassifier",

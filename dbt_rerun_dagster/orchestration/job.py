@@ -10,7 +10,7 @@ from typing import Literal
 
 import dagster as dg
 import yaml
-from dagster_dbt import DbtProject
+from dagster_dbt import DagsterDbtTranslator, DbtProject
 
 from dbt_rerun_dagster.compat import check_dbt_version
 from dbt_rerun_dagster.dbt.classify import FailureClassifier
@@ -53,6 +53,8 @@ def build_dbt_job(
     run_retries: int = 0,
     run_retry_strategy: Literal["from_failure", "all_steps"] = "from_failure",
     failure_classifier: FailureClassifier | None = None,
+    asset_events: bool = True,
+    dagster_dbt_translator: DagsterDbtTranslator | None = None,
 ) -> dg.JobDefinition:
     """Build a Dagster job that runs dbt commands in order, one op per command.
 
@@ -96,6 +98,11 @@ def build_dbt_job(
         failure_classifier: Decides which failures automatic retries (the
             daemon's and the retry sensor's) rerun. Default: transient
             errors only (connections, timeouts, locks, "try again").
+        asset_events: Report the models, seeds and snapshots each step built
+            as asset materializations, and its data tests as asset check
+            evaluations, so Dagster's catalog shows the dbt project.
+        dagster_dbt_translator: Maps dbt nodes to asset keys; default:
+            dagster-dbt's `DagsterDbtTranslator`.
 
     Raises:
         DbtJobDefinitionError: an argument is invalid; the message names it and the fix.
@@ -127,6 +134,8 @@ def build_dbt_job(
         spec,
         failure_classifier=failure_classifier or FailureClassifier(),
         max_step_retries=retry_policy.max_retries if retry_policy else 0,
+        asset_events=asset_events,
+        translator=dagster_dbt_translator or DagsterDbtTranslator(),
     )
     run_tags = {**_run_retry_tags(run_retries, run_retry_strategy), **dict(tags or {})}
     step_ops = [

@@ -17,6 +17,15 @@ from dbt_rerun_dagster.orchestration.spec import StepSpec
 # Failure messages can be long (compiled SQL in a database error); the full
 # text stays in run_results.json.
 MAX_MESSAGE_CHARS = 2000
+# Rows of the timings table; every node's timing stays in run_results.json.
+MAX_TIMING_ROWS = 50
+_TIMINGS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("node", "string"),
+        dg.TableColumn("status", "string"),
+        dg.TableColumn("seconds", "float"),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class StepReport:
 
     def metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
+            "summary": dg.MetadataValue.md(self.summary_markdown()),
             "step command": dg.MetadataValue.text(self.step.command.text),
             "mode": dg.MetadataValue.text(self.plan.mode.value),
             "mode reason": dg.MetadataValue.text(self.plan.reason),
@@ -67,12 +77,46 @@ class StepReport:
             metadata["nodes run"] = dg.MetadataValue.int(len(self.results.nodes))
         if self.failed_nodes:
             metadata["failed nodes"] = dg.MetadataValue.md(self._failed_nodes_markdown())
+        if self.results is not None and self.results.nodes:
+            metadata["node timings"] = self._timings_table()
 
         return metadata
 
+    def summary_markdown(self) -> str:
+        """Describe the invocation in a few Markdown lines for the Dagster UI."""
+        lines = [f"**{self.plan.mode.value}** for `{self.step.command.text}`: {self.plan.reason}."]
+        if self.result is None:
+            return "\n\n".join(lines)
+        outcome = "failed" if self.failed else "succeeded"
+        lines.append(f"`{self.invoked_command}` {outcome} with exit code {self.result.exit_code}.")
+        if self.results is not None:
+            counts = ", ".join(
+                f"{count} {status}" for status, count in self.results.status_counts().items()
+            )
+            lines.append(f"Nodes: {counts or 'none'}.")
+        for node in self.failed_nodes:
+            lines.append(f"- `{node.unique_id}` ({node.status})")
+        if self.target_dir is not None:
+            lines.append(f"Artifacts: `{self.target_dir}`")
+
+        return "\n\n".join(lines)
+
+    def _timings_table(self) -> dg.MetadataValue:
+        assert self.results is not None
+        slowest = sorted(self.results.nodes, key=lambda node: node.execution_time, reverse=True)
+        records = [
+            dg.TableRecord(
+                {"node": node.unique_id, "status": node.status, "seconds": node.execution_time}
+            )
+            for node in slowest[:MAX_TIMING_ROWS]
+        ]
+
+        return dg.MetadataValue.table(records=records, schema=_TIMINGS_SCHEMA)
+
     def description(self) -> str:
         """Describe the failure: command, exit code, failed nodes and where artifacts are."""
-        assert self.result is not None
+        if self.result is None:
+            return f"Step {self.step.name} failed before running dbt."
         lines = [
             f"Step {self.step.name} failed: `{self.invoked_command}` "
             f"exited with code {self.result.exit_code}."

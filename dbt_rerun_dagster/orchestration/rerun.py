@@ -28,6 +28,7 @@ from dbt_rerun_dagster.tags import (
     RERUN_MODE_FROM_FAILURE,
     RERUN_MODE_FROM_START,
     RERUN_MODE_TAG,
+    RESOLVED_BY_TAG,
     RESUMED_FROM_STEP_TAG,
 )
 
@@ -86,7 +87,12 @@ FRESH_RUN = RerunInfo(mode=None)
 
 # Tags that describe how a run ended; a rerun that copied them from its
 # parent gets them blanked when it starts.
-INHERITED_OUTCOME_TAGS = (FAILURE_KIND_TAG, FAILURE_REASON_TAG, AUTO_RETRY_SKIPPED_TAG)
+INHERITED_OUTCOME_TAGS = (
+    FAILURE_KIND_TAG,
+    FAILURE_REASON_TAG,
+    AUTO_RETRY_SKIPPED_TAG,
+    RESOLVED_BY_TAG,
+)
 
 
 def ancestor_step_outcomes(

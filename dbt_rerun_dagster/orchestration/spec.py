@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster_dbt import DagsterDbtTranslator
 
 from dbt_rerun_dagster.artifacts import ArtifactStore
 from dbt_rerun_dagster.dbt.classify import FailureClassifier
@@ -37,6 +38,8 @@ class DbtJobSpec:
     artifacts_root: Path | None
     failure_classifier: FailureClassifier = FailureClassifier()
     max_step_retries: int = 0
+    asset_events: bool = True
+    translator: DagsterDbtTranslator = field(default_factory=DagsterDbtTranslator, compare=False)
 
     @property
     def step_names(self) -> list[str]:

@@ -13,8 +13,10 @@ from dbt_rerun_dagster.dbt.invoke import EXIT_INVOCATION_ERROR, invoke_dbt
 from dbt_rerun_dagster.dbt.plan import StepMode, StepPlan, plan_full, plan_resume
 from dbt_rerun_dagster.dbt.results import load_run_results
 from dbt_rerun_dagster.errors import DbtStepFailure, RunResultsError
+from dbt_rerun_dagster.orchestration.assets import asset_events
 from dbt_rerun_dagster.orchestration.report import StepReport
 from dbt_rerun_dagster.orchestration.rerun import RerunInfo, ancestor_step_outcomes, mark_rerun
+from dbt_rerun_dagster.orchestration.resolution import mark_resolved
 from dbt_rerun_dagster.orchestration.settings import (
     resolve_rerun,
     settings_of_run,
@@ -30,8 +32,8 @@ from dbt_rerun_dagster.tags import (
 
 def run_step(
     context: dg.OpExecutionContext, spec: DbtJobSpec, step: StepSpec
-) -> Iterator[dg.Output]:
-    """Run one step of a dbt job and yield its (empty) output with metadata.
+) -> Iterator[dg.Output | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """Run one step of a dbt job; yield its asset events and its (empty) output with metadata.
 
     Raises:
         DbtStepFailure: dbt exited non-zero or reported failed nodes, unless
@@ -52,6 +54,8 @@ def run_step(
             context.log.warning("%s falls back to its full command: %s", step.name, fallback.reason)
             report = _execute(context, spec, step, fallback, store)
 
+    if report.results is not None and report.target_dir is not None and spec.asset_events:
+        yield from asset_events(report.results, report.target_dir, spec.translator)
     if report.failed and step.blocking:
         if context.retry_number >= spec.max_step_retries:
             _tag_final_failure(context, spec, report)
@@ -60,6 +64,10 @@ def run_step(
         context.log.error(
             "%s failed, but it does not fail the run:\n%s", step.name, report.description()
         )
+
+    if step.name == spec.steps[-1].name and context.run.parent_run_id:
+        for resolved_id in mark_resolved(context.instance, context.run):
+            context.log.info("Run %s is resolved by this run", resolved_id)
 
     yield dg.Output(None, metadata=report.metadata())
 
