@@ -7,19 +7,31 @@ Layout below the artifact root::
 
 An invocation directory is created fresh and never reused, so a stale
 `run_results.json` from an earlier invocation cannot be mistaken for a new one.
+
+The root is a local directory or an fsspec URL (`s3://...`, `gs://...`,
+`file://...`, `memory://...`) for deployments whose runs execute on different
+machines. dbt can only write to a local directory, so with a URL each
+invocation writes to a local scratch directory and uploads its artifacts when
+it ends; a rerun downloads the parent's `run_results.json` and invocation
+record, which is all `dbt retry` needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
+
+from upath import UPath
+
+logger = logging.getLogger(__name__)
 
 RECORD_FILE: Final = "dbt_rerun_invocation.json"
 PARTIAL_PARSE_FILE: Final = "partial_parse.msgpack"
@@ -95,6 +107,13 @@ class ArtifactStore:
 
         return max(candidates, key=_invocation_order)
 
+    def location_of(self, invocation_dir: Path) -> str:
+        """Return where the artifacts of an invocation are kept, for users to find them."""
+        return str(invocation_dir)
+
+    def publish(self, invocation_dir: Path) -> None:
+        """Make an invocation's artifacts available to later reruns (nothing to do locally)."""
+
     @property
     def partial_parse_cache(self) -> Path:
         return self.root / self.job_name / "partial_parse" / PARTIAL_PARSE_FILE
@@ -144,3 +163,103 @@ def read_record(invocation_dir: Path) -> InvocationRecord | None:
         return InvocationRecord(**payload)
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+# Files uploaded to remote storage: what a retry needs (run_results.json and
+# the record), what a person debugging a run reads (logs, manifest), and the
+# other artifacts of steps that produce them. Compiled SQL stays local.
+PUBLISHED_FILES: Final = (
+    RECORD_FILE,
+    "run_results.json",
+    "manifest.json",
+    "dbt.log",
+    "sources.json",
+    "catalog.json",
+)
+_RETRY_FILES: Final = (RECORD_FILE, "run_results.json")
+
+
+@dataclass(frozen=True)
+class RemoteArtifactStore(ArtifactStore):
+    """Artifact directories on fsspec storage, with local scratch directories for dbt.
+
+    `root` is where invocations run (the local scratch root); `remote_root` is
+    the URL where their artifacts are kept.
+    """
+
+    remote_root: UPath = field(default_factory=lambda: UPath("memory://dbt_rerun"))
+
+    def remote_dir(self, run_id: str, step: str, name: str) -> UPath:
+        return self.remote_root / self.job_name / run_id / step / name
+
+    def location_of(self, invocation_dir: Path) -> str:
+        return str(self._remote_dir_of(invocation_dir))
+
+    def new_invocation_dir(self, run_id: str, step: str, attempt: int) -> Path:
+        local = super().new_invocation_dir(run_id, step, attempt)
+        if self._remote_dir_of(local).exists():
+            # The scratch directory is new but the remote one exists: a run
+            # worker on another machine used the name, so take a unique one.
+            unique = local.with_name(f"{local.name}-{uuid.uuid4().hex[:8]}")
+            local.rename(unique)
+            return unique
+
+        return local
+
+    def publish(self, invocation_dir: Path) -> None:
+        destination = self._remote_dir_of(invocation_dir)
+        destination.mkdir(parents=True, exist_ok=True)
+        for name in PUBLISHED_FILES:
+            source = invocation_dir / name
+            if source.is_file():
+                (destination / name).write_bytes(source.read_bytes())
+
+    def latest_invocation_dir(self, run_id: str, step: str) -> Path | None:
+        """Download the latest invocation's retry files into a fresh local directory."""
+        step_dir = self.remote_root / self.job_name / run_id / step
+        try:
+            candidates = [
+                path
+                for path in step_dir.iterdir()
+                if path.name.startswith(_ATTEMPT_PREFIX) and path.is_dir()
+            ]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError:
+            logger.warning("Artifacts under %s cannot be listed", step_dir, exc_info=True)
+            return None
+        if not candidates:
+            return None
+        latest = max(candidates, key=lambda path: _attempt_number(path.name))
+
+        return self._download(latest)
+
+    def _download(self, remote: UPath) -> Path | None:
+        local = self.root / "_downloads" / uuid.uuid4().hex
+        local.mkdir(parents=True)
+        for name in _RETRY_FILES:
+            source = remote / name
+            try:
+                (local / name).write_bytes(source.read_bytes())
+            except FileNotFoundError:
+                continue
+            except OSError:
+                logger.warning("Artifact %s cannot be read", source, exc_info=True)
+
+        return local
+
+    def _remote_dir_of(self, invocation_dir: Path) -> UPath:
+        relative = invocation_dir.relative_to(self.root / self.job_name)
+        run_id, step, name = relative.parts
+
+        return self.remote_dir(run_id, step, name)
+
+
+def _attempt_number(name: str) -> tuple[int, str]:
+    attempt_text = name[len(_ATTEMPT_PREFIX) :].split("-", 1)[0]
+    return (int(attempt_text) if attempt_text.isdigit() else -1, name)
+
+
+def is_remote_location(location: str | os.PathLike[str]) -> bool:
+    """Return whether an artifact root is an fsspec URL rather than a local path."""
+    return isinstance(location, str) and "://" in location

@@ -11,7 +11,9 @@ from typing import Literal
 import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtProject
+from upath import UPath
 
+from dbt_rerun_dagster.artifacts import is_remote_location
 from dbt_rerun_dagster.compat import check_dbt_version
 from dbt_rerun_dagster.dbt.classify import FailureClassifier
 from dbt_rerun_dagster.dbt.commands import DbtCommand, parse_step, parse_steps
@@ -74,8 +76,9 @@ def build_dbt_job(
             then the project directory if it has a profiles.yml, then ~/.dbt.
         target: The dbt target for every step that does not set --target.
         artifacts_root: Where each invocation's artifacts go, one directory per
-            run, step and attempt. Default: dbt_rerun_artifacts below the
-            Dagster instance's home directory ($DAGSTER_HOME).
+            run, step and attempt: a local path, or an fsspec URL such as
+            s3://bucket/dbt when runs execute on different machines. Default:
+            dbt_rerun_artifacts below the Dagster instance's home ($DAGSTER_HOME).
         retry_policy: A Dagster retry policy for every step; each new attempt
             runs `dbt retry` on the previous attempt's artifacts.
         executor: The executor; default: Dagster's in-process executor, which
@@ -310,8 +313,25 @@ def _build_spec(
         profiles_dir=profiles_dir,
         target=project.target,
         steps=step_specs,
-        artifacts_root=Path(artifacts_root).expanduser().resolve() if artifacts_root else None,
+        artifacts_root=_artifacts_root(artifacts_root),
     )
+
+
+def _artifacts_root(location: str | os.PathLike[str] | None) -> Path | str | None:
+    if location is None:
+        return None
+    if is_remote_location(location):
+        try:
+            # Resolving the filesystem imports the scheme's fsspec package.
+            _ = UPath(str(location)).fs
+        except (ImportError, ValueError) as error:
+            raise DbtJobDefinitionError(
+                f"artifacts_root {location!r} is not a usable fsspec URL ({error}); install the "
+                "fsspec package for its scheme (for example s3fs for s3://) or pass a local path."
+            ) from error
+        return str(location)
+
+    return Path(location).expanduser().resolve()
 
 
 def _has_packages(project_dir: Path) -> bool:

@@ -37,6 +37,8 @@ class StepReport:
     result: DbtInvocationResult | None = None
     target_dir: Path | None = None
     results: RunResults | None = None
+    # Where the artifacts are kept: target_dir, or its URL on remote storage.
+    artifact_location: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -70,8 +72,8 @@ class StepReport:
         metadata["exit code"] = dg.MetadataValue.int(self.result.exit_code)
         if self.result.invocation_id:
             metadata["dbt invocation id"] = dg.MetadataValue.text(self.result.invocation_id)
-        if self.target_dir is not None:
-            metadata["artifact directory"] = dg.MetadataValue.path(str(self.target_dir))
+        if self.artifact_location is not None:
+            metadata["artifact directory"] = dg.MetadataValue.path(self.artifact_location)
         if self.results is not None:
             metadata["node counts"] = dg.MetadataValue.json(self.results.status_counts())
             metadata["nodes run"] = dg.MetadataValue.int(len(self.results.nodes))
@@ -96,8 +98,8 @@ class StepReport:
             lines.append(f"Nodes: {counts or 'none'}.")
         for node in self.failed_nodes:
             lines.append(f"- `{node.unique_id}` ({node.status})")
-        if self.target_dir is not None:
-            lines.append(f"Artifacts: `{self.target_dir}`")
+        if self.artifact_location is not None:
+            lines.append(f"Artifacts: `{self.artifact_location}`")
 
         return "\n\n".join(lines)
 
@@ -127,8 +129,8 @@ class StepReport:
             lines.append(f"- {node.unique_id} ({node.status}): {_shorten(node.message or '')}")
         if self.result.exit_code != 0 and self.results is None:
             lines.append("dbt wrote no run_results.json, so it stopped before running any node.")
-        if self.target_dir is not None:
-            lines.append(f"Artifacts: {self.target_dir}")
+        if self.artifact_location is not None:
+            lines.append(f"Artifacts: {self.artifact_location}")
 
         return "\n".join(lines)
 

@@ -8,13 +8,17 @@ from pathlib import Path
 import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator
+from upath import UPath
 
-from dbt_rerun_dagster.artifacts import ArtifactStore
+from dbt_rerun_dagster.artifacts import ArtifactStore, RemoteArtifactStore
 from dbt_rerun_dagster.dbt.classify import FailureClassifier
 from dbt_rerun_dagster.dbt.commands import DbtCommand
 from dbt_rerun_dagster.orchestration.settings import DbtRunSettings
 
 DEFAULT_ARTIFACTS_DIRNAME = "dbt_rerun_artifacts"
+# Local directory below $DAGSTER_HOME where dbt writes before an upload to an
+# artifact root URL.
+SCRATCH_DIRNAME = "dbt_rerun_scratch"
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class DbtJobSpec:
     profiles_dir: Path
     target: str | None
     steps: tuple[StepSpec, ...]
-    artifacts_root: Path | None
+    artifacts_root: Path | str | None
     failure_classifier: FailureClassifier = FailureClassifier()
     max_step_retries: int = 0
     asset_events: bool = True
@@ -47,11 +51,17 @@ class DbtJobSpec:
 
     def artifact_store(self, instance: dg.DagsterInstance) -> ArtifactStore:
         """Return the job's artifact store; by default it lies below $DAGSTER_HOME."""
-        root = self.artifacts_root
-        if root is None:
-            root = Path(instance.root_directory) / DEFAULT_ARTIFACTS_DIRNAME
+        home = Path(instance.root_directory)
+        if isinstance(self.artifacts_root, str):
+            return RemoteArtifactStore(
+                root=home / SCRATCH_DIRNAME,
+                job_name=self.name,
+                remote_root=UPath(self.artifacts_root),
+            )
 
-        return ArtifactStore(root=root, job_name=self.name)
+        return ArtifactStore(
+            root=self.artifacts_root or home / DEFAULT_ARTIFACTS_DIRNAME, job_name=self.name
+        )
 
     def invocation_args(
         self,

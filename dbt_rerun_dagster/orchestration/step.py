@@ -161,12 +161,13 @@ def _execute(
         target_dir, record.finished(exit_code=result.exit_code, invocation_id=result.invocation_id)
     )
     store.save_partial_parse(target_dir)
+    store.publish(target_dir)
     try:
         results = load_run_results(target_dir)
     except RunResultsError:
         results = None
 
-    return StepReport(step, plan, result, target_dir, results)
+    return StepReport(step, plan, result, target_dir, results, store.location_of(target_dir))
 
 
 def _retry_was_impossible(report: StepReport) -> bool:
