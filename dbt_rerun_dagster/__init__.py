@@ -23,6 +23,11 @@ from dbt_rerun_dagster.orchestration.resolution import (
     chain_resolution,
     unresolved_failures,
 )
+from dbt_rerun_dagster.orchestration.retention import (
+    ArtifactRetention,
+    PruneReport,
+    prune_artifacts,
+)
 from dbt_rerun_dagster.orchestration.retry_sensor import build_dbt_retry_sensor
 from dbt_rerun_dagster.tags import (
     RERUN_MODE_FROM_FAILURE,
@@ -32,6 +37,9 @@ from dbt_rerun_dagster.tags import (
 )
 
 __all__ = [
+    "ArtifactRetention",
+    "PruneReport",
+    "prune_artifacts",
     "ChainResolution",
     "chain_resolution",
     "unresolved_failures",

@@ -319,6 +319,18 @@ def _parser() -> argparse.ArgumentParser:
     unresolved.add_argument("job", help="job name")
     unresolved.add_argument("--limit", type=int, default=200, help="recent runs to scan")
 
+    prune = commands.add_parser(
+        "prune-artifacts",
+        help="delete a job's old artifacts (reads $DAGSTER_HOME, not the webserver)",
+    )
+    prune.add_argument("job", help="job name")
+    prune.add_argument(
+        "--root",
+        help="artifact root, a path or an fsspec URL (default: $DAGSTER_HOME/dbt_rerun_artifacts)",
+    )
+    prune.add_argument("--max-age-days", type=float, help="delete runs older than this")
+    prune.add_argument("--keep-last", type=int, help="keep this many most recent runs")
+
     retry = commands.add_parser(
         "retry-failed", help="rerun a job's latest run from failure if it failed"
     )
@@ -361,6 +373,8 @@ def _dispatch(options: argparse.Namespace) -> int:
     url = options.url
     if options.command == "runs":
         return _print_runs(options, fetch_runs(url, options.job, options.limit))
+    if options.command == "prune-artifacts":
+        return _prune(options)
     if options.command == "unresolved":
         return _print_unresolved(
             options, unresolved_roots(fetch_runs(url, options.job, options.limit))
@@ -482,6 +496,36 @@ def _print_unresolved(options: argparse.Namespace, unresolved: list[dict[str, An
         print(
             f"{item['root_run_id']}  {item['runs']} run(s), latest {item['latest_run_id']} "
             f"{item['latest_status']}, failed step {', '.join(item['failed_steps']) or '-'}"
+        )
+
+    return EXIT_OK
+
+
+def _prune(options: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from dbt_rerun_dagster.orchestration.retention import ArtifactRetention, prune_artifacts
+    from dbt_rerun_dagster.orchestration.spec import DEFAULT_ARTIFACTS_DIRNAME
+
+    try:
+        retention = ArtifactRetention(options.max_age_days, options.keep_last)
+    except DbtRerunError as error:
+        raise PrerequisiteError(f"{error}; pass --max-age-days, --keep-last or both.") from error
+    try:
+        instance = dg.DagsterInstance.get()
+    except dg.DagsterInvariantViolationError as error:
+        raise PrerequisiteError(
+            "prune-artifacts reads run statuses from the Dagster instance; set DAGSTER_HOME."
+        ) from error
+    with instance:
+        root = options.root or f"{instance.root_directory}/{DEFAULT_ARTIFACTS_DIRNAME}"
+        report = prune_artifacts(instance, f"{root.rstrip('/')}/{options.job}", retention)
+    if options.json:
+        print(json.dumps(report.__dict__))
+    else:
+        print(
+            f"Deleted artifacts of {len(report.deleted)} run(s), kept only the retry files of "
+            f"{len(report.slimmed)} unresolved failed run(s), kept {len(report.kept)} run(s)."
         )
 
     return EXIT_OK

@@ -6,13 +6,15 @@ from typing import Any
 
 import dagster as dg
 
-from dbt_rerun_dagster import build_dbt_job
+from dbt_rerun_dagster import ArtifactRetention, build_dbt_job
 
 
 def make_job(name: str, project_dir: str, steps: list[str], **options: Any) -> dg.JobDefinition:
     """Build a dbt job from plain arguments, so `build_reconstructable_job` can rebuild it."""
-    if "retry_policy" in options and isinstance(options["retry_policy"], dict):
+    if isinstance(options.get("retry_policy"), dict):
         options["retry_policy"] = dg.RetryPolicy(**options["retry_policy"])
+    if isinstance(options.get("artifact_retention"), dict):
+        options["artifact_retention"] = ArtifactRetention(**options["artifact_retention"])
 
     return build_dbt_job(name, project_dir, steps, **options)
 

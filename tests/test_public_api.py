@@ -8,6 +8,9 @@ import dbt_rerun_dagster
 def test_exported_names() -> None:
     assert sorted(dbt_rerun_dagster.__all__) == sorted(
         [
+            "ArtifactRetention",
+            "PruneReport",
+            "prune_artifacts",
             "ChainResolution",
             "chain_resolution",
             "unresolved_failures",

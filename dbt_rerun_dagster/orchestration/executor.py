@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -11,6 +12,8 @@ from dagster import DagsterEvent, Executor
 from dbt_rerun_dagster.compat import EngineEventData, RetryMode
 from dbt_rerun_dagster.orchestration.rerun import mark_rerun
 from dbt_rerun_dagster.orchestration.settings import resolve_rerun
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from dagster._core.execution.context.system import PlanOrchestrationContext
@@ -25,8 +28,11 @@ class RerunMarkingExecutor(Executor):
     tags again, for jobs whose executor was replaced in run config.
     """
 
-    def __init__(self, inner: Executor) -> None:
+    def __init__(
+        self, inner: Executor, after_run: Callable[[dg.DagsterInstance], None] | None = None
+    ) -> None:
         self._inner = inner
+        self._after_run = after_run
 
     @property
     def retries(self) -> RetryMode:
@@ -49,10 +55,20 @@ class RerunMarkingExecutor(Executor):
             )
 
         yield from self._inner.execute(plan_context, execution_plan)
+        if self._after_run is not None:
+            try:
+                self._after_run(plan_context.instance)
+            except Exception:  # noqa: BLE001 - housekeeping must never fail a finished run
+                logger.warning("Housekeeping after run %s failed", run.run_id, exc_info=True)
 
 
-def with_rerun_marking(inner: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
+def with_rerun_marking(
+    inner: dg.ExecutorDefinition, after_run: Callable[[dg.DagsterInstance], None] | None = None
+) -> dg.ExecutorDefinition:
     """Wrap an executor definition so that its runs are marked as reruns up front.
+
+    `after_run`, if given, runs once the inner executor has finished (artifact
+    retention); its errors are logged, never raised.
 
     The wrapper keeps the inner executor's name and config schema, so run
     config written for the inner executor keeps working.
@@ -64,7 +80,7 @@ def with_rerun_marking(inner: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
         )
 
     def create(init_context: dg.InitExecutorContext) -> Executor:
-        return RerunMarkingExecutor(creation_fn(init_context))
+        return RerunMarkingExecutor(creation_fn(init_context), after_run)
 
     return dg.ExecutorDefinition(
         name=inner.name,

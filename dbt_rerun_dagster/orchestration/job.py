@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -13,12 +14,13 @@ import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 from upath import UPath
 
-from dbt_rerun_dagster.artifacts import is_remote_location
+from dbt_rerun_dagster.artifacts import RemoteArtifactStore, is_remote_location
 from dbt_rerun_dagster.compat import check_dbt_version
 from dbt_rerun_dagster.dbt.classify import FailureClassifier
 from dbt_rerun_dagster.dbt.commands import DbtCommand, parse_step, parse_steps
 from dbt_rerun_dagster.errors import DbtJobDefinitionError
 from dbt_rerun_dagster.orchestration.executor import with_rerun_marking
+from dbt_rerun_dagster.orchestration.retention import ArtifactRetention, prune_artifacts
 from dbt_rerun_dagster.orchestration.settings import SETTINGS_RESOURCE_KEY, DbtRunSettings
 from dbt_rerun_dagster.orchestration.spec import DbtJobSpec, StepSpec
 from dbt_rerun_dagster.orchestration.step import run_step
@@ -27,6 +29,8 @@ from dbt_rerun_dagster.tags import (
     DAGSTER_RETRY_STRATEGY_TAG,
     RESERVED_RUN_TAGS,
 )
+
+logger = logging.getLogger(__name__)
 
 # Job metadata key that marks jobs built by this plugin.
 DBT_JOB_METADATA_KEY = "dbt_rerun/project_dir"
@@ -57,6 +61,7 @@ def build_dbt_job(
     failure_classifier: FailureClassifier | None = None,
     asset_events: bool = True,
     dagster_dbt_translator: DagsterDbtTranslator | None = None,
+    artifact_retention: ArtifactRetention | None = None,
 ) -> dg.JobDefinition:
     """Build a Dagster job that runs dbt commands in order, one op per command.
 
@@ -106,6 +111,8 @@ def build_dbt_job(
             evaluations, so Dagster's catalog shows the dbt project.
         dagster_dbt_translator: Maps dbt nodes to asset keys; default:
             dagster-dbt's `DagsterDbtTranslator`.
+        artifact_retention: Delete the job's old artifacts after each run,
+            keeping what unresolved failures need to be retried.
 
     Raises:
         DbtJobDefinitionError: an argument is invalid; the message names it and the fix.
@@ -149,10 +156,33 @@ def build_dbt_job(
     return _chain_ops(
         spec,
         step_ops,
-        executor=with_rerun_marking(executor or dg.in_process_executor),
+        executor=with_rerun_marking(
+            executor or dg.in_process_executor, _retention_hook(spec, artifact_retention)
+        ),
         description=description,
         tags=run_tags,
     )
+
+
+def _retention_hook(
+    spec: DbtJobSpec, retention: ArtifactRetention | None
+) -> Callable[[dg.DagsterInstance], None] | None:
+    if retention is None:
+        return None
+
+    def prune(instance: dg.DagsterInstance) -> None:
+        store = spec.artifact_store(instance)
+        root = store.remote_root if isinstance(store, RemoteArtifactStore) else store.root
+        report = prune_artifacts(instance, f"{root}/{spec.name}", retention)
+        logger.info(
+            "Artifact retention for %s: %d deleted, %d kept for retry, %d kept",
+            spec.name,
+            len(report.deleted),
+            len(report.slimmed),
+            len(report.kept),
+        )
+
+    return prune
 
 
 def _check_job_tags(tags: Mapping[str, str] | None) -> None:
