@@ -29,6 +29,7 @@ from dbt_rerun_dagster.orchestration.retention import (
     prune_artifacts,
 )
 from dbt_rerun_dagster.orchestration.retry_sensor import build_dbt_retry_sensor
+from dbt_rerun_dagster.orchestration.workers import fail_dead_runs
 from dbt_rerun_dagster.tags import (
     RERUN_MODE_FROM_FAILURE,
     RERUN_MODE_FROM_START,
@@ -37,6 +38,7 @@ from dbt_rerun_dagster.tags import (
 )
 
 __all__ = [
+    "fail_dead_runs",
     "ArtifactRetention",
     "PruneReport",
     "prune_artifacts",

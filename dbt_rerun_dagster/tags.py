@@ -44,6 +44,11 @@ AUTO_RETRY_STRATEGY_TAG: Final = f"{TAG_PREFIX}auto_retry_strategy"
 # the id of that rerun.
 RESOLVED_BY_TAG: Final = f"{TAG_PREFIX}resolved_by"
 
+# Host name and process id of the run worker, written when a run starts, so
+# that a worker that died without reporting (SIGKILL, OOM) can be detected.
+WORKER_HOST_TAG: Final = f"{TAG_PREFIX}worker_host"
+WORKER_PID_TAG: Final = f"{TAG_PREFIX}worker_pid"
+
 # Launch-time settings as run tags, for launches that cannot pass run config
 # (the webserver's re-execute menu, GraphQL `launchRunReexecution`, the
 # `dbt-rerun` CLI). Run config under resources.dbt_rerun takes precedence.
@@ -79,5 +84,7 @@ RESERVED_RUN_TAGS: Final = frozenset(
         RETRY_ATTEMPT_TAG,
         AUTO_RETRY_SKIPPED_TAG,
         RESOLVED_BY_TAG,
+        WORKER_HOST_TAG,
+        WORKER_PID_TAG,
     }
 )

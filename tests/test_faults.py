@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from dbt_rerun_dagster import fail_dead_runs
 from tests.servers import (
     LAUNCH_REEXECUTION,
     LAUNCH_RUN,
@@ -141,3 +143,48 @@ def _wait_until_finished(instance: dg.DagsterInstance, run_id: str):  # type: ig
             return outcome_of(instance, run_id)
         time.sleep(0.5)
     raise TimeoutError(f"run {run_id} did not finish within 180 s")
+
+
+def test_killed_worker_run_resumes(
+    instance: dg.DagsterInstance, project: SampleProject, tmp_path: Path
+) -> None:
+    project.write("models/marts/slow_report.sql", SLOW_MODEL)
+    env = {**os.environ, "DBT_RERUN_PROJECT_DIR": str(project.path)}
+    selector = {
+        "repositoryLocationName": "dbt_rerun_sample",
+        "repositoryName": "__repository__",
+        "jobName": "jaffle_nightly",
+    }
+    with running_webserver(env, tmp_path / "webserver.log") as url:
+        launch = graphql(
+            url, LAUNCH_RUN, {"executionParams": {"selector": selector, "runConfigData": {}}}
+        )
+        run_id = launched_run_id(launch["launchRun"])
+        _wait_for_step_start(instance, run_id, "step_2_dbt_run")
+        time.sleep(3)  # dbt is now inside the run step
+        worker_pid = int(instance.get_run_by_id(run_id).tags["dbt_rerun/worker_pid"])
+        os.kill(worker_pid, signal.SIGKILL)
+        _wait_for_exit(worker_pid)
+        still_started = instance.get_run_by_id(run_id).status
+
+        reported = fail_dead_runs(instance)
+        killed = outcome_of(instance, run_id)
+        project.new_builds()
+        reexecution = graphql(
+            url,
+            LAUNCH_REEXECUTION,
+            {"params": {"parentRunId": run_id, "strategy": "FROM_FAILURE"}},
+        )
+        rerun = _wait_until_finished(instance, launched_run_id(reexecution["launchRunReexecution"]))
+        rebuilt = built_nodes(project.new_builds())
+        resumed = step_metadata(instance, rerun.run_id, "step_2_dbt_run")
+
+    assert still_started == dg.DagsterRunStatus.STARTED
+    assert reported == [run_id]
+    assert killed.status == dg.DagsterRunStatus.FAILURE
+    assert rerun.success
+    # dbt died before writing run_results.json, so the step runs in full.
+    assert resumed["mode"] == "full command"
+    assert "no readable run_results.json" in resumed["mode reason"]
+    assert "slow_report" in rebuilt
+    assert "raw_orders" not in rebuilt

@@ -8,6 +8,7 @@ import dbt_rerun_dagster
 def test_exported_names() -> None:
     assert sorted(dbt_rerun_dagster.__all__) == sorted(
         [
+            "fail_dead_runs",
             "ArtifactRetention",
             "PruneReport",
             "prune_artifacts",

@@ -12,6 +12,7 @@ from dagster import DagsterEvent, Executor
 from dbt_rerun_dagster.compat import EngineEventData, RetryMode
 from dbt_rerun_dagster.orchestration.rerun import mark_rerun
 from dbt_rerun_dagster.orchestration.settings import resolve_rerun
+from dbt_rerun_dagster.orchestration.workers import worker_tags
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class RerunMarkingExecutor(Executor):
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
     ) -> Iterator[DagsterEvent]:
         run = plan_context.dagster_run
+        plan_context.instance.add_run_tags(run.run_id, worker_tags())
         step_order = [step.key for step in execution_plan.get_all_steps_in_topo_order()]
         info = resolve_rerun(plan_context.instance, run, step_order)
         if info.mode is not None:

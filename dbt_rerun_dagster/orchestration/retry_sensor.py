@@ -19,6 +19,7 @@ import dagster as dg
 
 from dbt_rerun_dagster.errors import DbtJobDefinitionError, DbtRerunError
 from dbt_rerun_dagster.graphql import default_graphql_url, launch_reexecution
+from dbt_rerun_dagster.orchestration.workers import fail_dead_runs
 from dbt_rerun_dagster.tags import (
     AUTO_RETRY_SKIPPED_TAG,
     AUTO_RETRY_STRATEGY_TAG,
@@ -153,6 +154,8 @@ def build_dbt_retry_sensor(
     def dbt_auto_retry_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         now = time.time()
         url = graphql_url or default_graphql_url()
+        for run_id in fail_dead_runs(context.instance, job_names):
+            context.log.warning("Run %s lost its run worker; reported it as failed", run_id)
         launched = 0
         for record in _recent_failures(context.instance, job_names, now - lookback_hours * 3600):
             decision = decide_auto_retry(
