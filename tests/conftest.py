@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from tests.servers import write_instance_config
 from tests.support import SampleProject
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -18,13 +19,7 @@ SAMPLE_PROJECT = REPO_ROOT / "dbt_project"
 def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "run_coordinator:\n"
-        "  module: dagster._core.run_coordinator\n"
-        "  class: DefaultRunCoordinator\n",
-        encoding="utf-8",
-    )
+    write_instance_config(home)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
 
     return home

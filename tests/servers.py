@@ -18,6 +18,19 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def write_instance_config(home: Path, *, run_retries: bool = False) -> None:
+    """Write a dagster.yaml that launches runs at once (no daemon needed) and sends no telemetry."""
+    config = (
+        "telemetry:\n  enabled: false\n"
+        "run_coordinator:\n"
+        "  module: dagster._core.run_coordinator\n"
+        "  class: DefaultRunCoordinator\n"
+    )
+    if run_retries:
+        config += "run_retries:\n  enabled: true\n"
+    (home / "dagster.yaml").write_text(config, encoding="utf-8")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

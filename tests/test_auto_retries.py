@@ -24,6 +24,7 @@ from tests.servers import (
     launched_run_id,
     running_daemon,
     running_webserver,
+    write_instance_config,
 )
 from tests.support import REPO_ROOT_PROJECT, RunOutcome, SampleProject, built_nodes, outcome_of
 
@@ -116,14 +117,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     root = tmp_path_factory.mktemp("auto_retry")
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "run_coordinator:\n"
-        "  module: dagster._core.run_coordinator\n"
-        "  class: DefaultRunCoordinator\n"
-        "run_retries:\n  enabled: true\n",
-        encoding="utf-8",
-    )
+    write_instance_config(home, run_retries=True)
     project = SampleProject.copy_of(REPO_ROOT_PROJECT, root / "dbt_project", pytest.MonkeyPatch())
     project.write("models/marts/flaky_report.sql", FLAKY_MODEL)
     project.write("tests/orders_must_be_empty.sql", FAILING_TEST)

@@ -14,7 +14,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.servers import LAUNCH_RUN, free_port, graphql, launched_run_id, running_webserver
+from tests.servers import (
+    LAUNCH_RUN,
+    free_port,
+    graphql,
+    launched_run_id,
+    running_webserver,
+    write_instance_config,
+)
 from tests.support import REPO_ROOT_PROJECT, SampleProject, built_nodes
 
 BROKEN_FCT_ORDERS = "select no_such_column from {{ ref('stg_orders') }}\n"
@@ -55,13 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("cli")
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "run_coordinator:\n"
-        "  module: dagster._core.run_coordinator\n"
-        "  class: DefaultRunCoordinator\n",
-        encoding="utf-8",
-    )
+    write_instance_config(home)
     project = SampleProject.copy_of(REPO_ROOT_PROJECT, root / "dbt_project", pytest.MonkeyPatch())
     env = {
         **{k: v for k, v in os.environ.items() if k != "DBT_DEMO_BROKEN_MODELS"},
