@@ -12,7 +12,7 @@ The root is a local directory or an fsspec URL (`s3://...`, `gs://...`,
 `file://...`, `memory://...`) for deployments whose runs execute on different
 machines. dbt can only write to a local directory, so with a URL each
 invocation writes to a local scratch directory and uploads its artifacts when
-it ends; a rerun downloads the parent's `run_results.json` and invocation
+it ends. A rerun downloads the parent's `run_results.json` and invocation
 record, which is all `dbt retry` needs.
 """
 
@@ -40,7 +40,7 @@ _ATTEMPT_PREFIX: Final = "attempt-"
 
 @dataclass(frozen=True)
 class InvocationRecord:
-    """What the plugin ran in one artifact directory, written beside dbt's artifacts."""
+    """Record of the invocation that wrote an artifact directory, kept beside dbt's artifacts."""
 
     run_id: str
     step: str

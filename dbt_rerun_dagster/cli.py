@@ -108,12 +108,12 @@ query Logs($runId: ID!, $cursor: String) {{
 
 
 class PrerequisiteError(DbtRerunError):
-    """A command cannot go ahead; the message says why in one sentence."""
+    """A command cannot go ahead; the message gives the reason in one sentence."""
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What `dbt-rerun runs` shows of one run."""
+    """One run as `dbt-rerun runs` lists it."""
 
     run_id: str
     job_name: str

@@ -21,7 +21,7 @@ GRAPHQL_URL_ENV: Final = "DBT_RERUN_GRAPHQL_URL"
 
 
 class GraphQLError(DbtRerunError):
-    """The webserver answered, but with an error."""
+    """The webserver responded with an error."""
 
 
 class WebserverUnreachableError(DbtRerunError):

@@ -10,8 +10,8 @@ from typing import Final
 
 TAG_PREFIX: Final = "dbt_rerun/"
 
-# How a rerun treats its steps: `from_failure` runs `dbt retry` in the failed
-# step, `from_start` runs every original command again. Fresh runs have no value.
+# Rerun mode: `from_failure` runs `dbt retry` in the failed step, and
+# `from_start` runs every original command again. Fresh runs have no value.
 RERUN_MODE_TAG: Final = f"{TAG_PREFIX}rerun_mode"
 
 # Op name of the first step that a rerun executes.

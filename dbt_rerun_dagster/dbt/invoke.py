@@ -50,8 +50,7 @@ class DbtInvocationResult:
 def invoke_dbt(args: Sequence[str], project_dir: Path) -> DbtInvocationResult:
     """Run `dbt <args>` in this process and return its outcome.
 
-    Never raises for a dbt failure: the exit code and error message say what
-    happened.
+    Never raises for a dbt failure: the exit code and error message describe it.
     """
     from dbt.cli.main import dbtRunner
 

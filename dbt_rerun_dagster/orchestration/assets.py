@@ -1,6 +1,6 @@
 """Asset events for the dbt nodes a step ran, so the catalog shows the dbt project.
 
-The job is op-based, so Dagster knows no dbt assets up front. Each step
+The job is op-based, so Dagster has no dbt asset definitions up front. Each step
 reports the models, seeds and snapshots it built as asset materializations,
 and each data test as an asset check evaluation on the node it tests, with
 asset keys from dagster-dbt's translator. Only nodes that ran in this

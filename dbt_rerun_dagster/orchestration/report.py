@@ -1,4 +1,4 @@
-"""What a step reports: output metadata and the failure description."""
+"""Step reports: output metadata, the Markdown summary and the failure description."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from dbt_rerun_dagster.tags import (
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """How a step ended in the nearest ancestor run that executed it."""
+    """Outcome of a step in the nearest ancestor run that executed it."""
 
     status: StepEventStatus | None
     run_id: str
@@ -43,7 +43,7 @@ class StepOutcome:
 
 @dataclass(frozen=True)
 class RerunInfo:
-    """How a run relates to its parent; `mode` is None for a fresh run."""
+    """Relation of a run to its parent; `mode` is None for a fresh run."""
 
     mode: str | None
     parent_run_id: str | None = None

@@ -38,7 +38,7 @@ _STRATEGIES = {"from_failure": "FROM_FAILURE", "all_steps": "ALL_STEPS"}
 
 @dataclass(frozen=True)
 class RetryDecision:
-    """What the sensor does with one failed run.
+    """The sensor's action for one failed run, with the reason.
 
     `launch` reruns it, `skip` tags it with the reason and never looks at it
     again, `wait` looks again at a later tick, `ignore` leaves it untouched.
@@ -119,9 +119,9 @@ def build_dbt_retry_sensor(
     """Build a sensor that reruns failed runs of `jobs` from failure.
 
     Each failed run is rerun at most once, through the webserver's GraphQL
-    `launchRunReexecution` (the only supported way to launch a re-execution),
-    as long as its failure is transient (see `FailureClassifier`) and its run
-    group has had fewer than `max_attempts` automatic retries. Reruns carry
+    `launchRunReexecution`, the only supported way to launch a re-execution.
+    A run is rerun only if its failure is transient (see `FailureClassifier`)
+    and its run group has had fewer than `max_attempts` automatic retries. Reruns carry
     `dbt_rerun/auto_retry=true` and `dbt_rerun/retry_attempt=N`. Runs that
     Dagster's own run retries will handle (`dagster/will_retry=true`) are
     left alone.

@@ -34,7 +34,7 @@ _SETTING_TAGS = {"threads": THREADS_TAG, "vars": VARS_TAG, "rerun_mode": REQUEST
 
 
 class DbtRunSettingsError(DbtRerunError, dg.DagsterInvariantViolationError):
-    """Run config asks for something a run cannot do."""
+    """Run config requests something a run cannot do."""
 
 
 class DbtRunSettings(dg.ConfigurableResource):
@@ -147,7 +147,7 @@ def resolve_rerun(
     """Detect a run's rerun mode, honouring and checking its run config.
 
     Raises:
-        DbtRunSettingsError: the run config asks a rerun from failure to
+        DbtRunSettingsError: the run config requests that a rerun from failure
             change the target or profile.
     """
     settings = settings_of_run(run)

@@ -2,7 +2,7 @@
 
 Dagster's default run launcher cannot check a run worker's health (Dagster
 1.13), so such a run stays STARTED forever and cannot be rerun from failure.
-Each dbt job run records its worker's host and process id; a run whose worker
+Each dbt job run records its worker's host and process id. A run whose worker
 ran on this host and no longer exists is reported as failed.
 """
 
