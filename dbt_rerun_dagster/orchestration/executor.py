@@ -10,7 +10,7 @@ import dagster as dg
 from dagster import DagsterEvent, Executor
 
 from dbt_rerun_dagster.compat import EngineEventData, RetryMode
-from dbt_rerun_dagster.orchestration.rerun import mark_rerun
+from dbt_rerun_dagster.orchestration.rerun import check_no_earlier_rerun, mark_rerun
 from dbt_rerun_dagster.orchestration.settings import resolve_rerun
 from dbt_rerun_dagster.orchestration.workers import worker_tags
 
@@ -52,6 +52,7 @@ class RerunMarkingExecutor(Executor):
         info = resolve_rerun(plan_context.instance, run, step_order)
         if info.mode is not None:
             mark_rerun(plan_context.instance, run, info)
+            check_no_earlier_rerun(plan_context.instance, run)
             yield DagsterEvent.engine_event(
                 plan_context, info.opening_message(), EngineEventData(metadata=info.tags)
             )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from dbt_rerun_dagster.compat import StepEventStatus
+from dbt_rerun_dagster.errors import DbtRerunError
 from dbt_rerun_dagster.tags import (
     AUTO_RETRY_SKIPPED_TAG,
     DAGSTER_PARENT_RUN_ID_TAG,
@@ -157,6 +158,39 @@ def detect_rerun(
     return RerunInfo(
         mode=RERUN_MODE_FROM_START if reruns_a_success else RERUN_MODE_FROM_FAILURE, **common
     )
+
+
+class ConcurrentRerunError(DbtRerunError, dg.DagsterInvariantViolationError):
+    """Another rerun of the same parent run is already under way."""
+
+
+def check_no_earlier_rerun(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Stop a rerun when an earlier rerun of the same parent has not finished.
+
+    A person and the retry sensor (or Dagster's run retries) can rerun the same
+    failed run at the same moment. Both would build the same nodes into one
+    warehouse at once, so the rerun created later stops before running dbt.
+
+    Raises:
+        ConcurrentRerunError: naming the earlier rerun.
+    """
+    if not run.parent_run_id:
+        return
+    siblings = instance.get_run_records(
+        filters=dg.RunsFilter(tags={DAGSTER_PARENT_RUN_ID_TAG: run.parent_run_id})
+    )
+    own = next((record for record in siblings if record.dagster_run.run_id == run.run_id), None)
+    own_key = (own.create_timestamp.timestamp(), run.run_id) if own else (float("inf"), run.run_id)
+    for record in siblings:
+        other = record.dagster_run
+        if other.run_id == run.run_id or other.is_finished:
+            continue
+        if (record.create_timestamp.timestamp(), other.run_id) < own_key:
+            raise ConcurrentRerunError(
+                f"Run {other.run_id} is already rerunning run {run.parent_run_id}, so this rerun "
+                "stops before running dbt: two reruns would build the same nodes at once. "
+                f"Wait for {other.run_id} to end, then rerun it if it failed."
+            )
 
 
 def _uses_parent_state(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:

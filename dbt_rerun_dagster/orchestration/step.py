@@ -47,7 +47,7 @@ def run_step(
     report = StepReport(step, plan)
     if plan.mode is not StepMode.NOTHING_TO_RETRY:
         report = _execute(context, spec, step, plan, store)
-        if _retry_was_impossible(report):
+        if _retry_was_impossible(report) and not _is_transient_error(spec, report):
             fallback = plan_full(
                 f"dbt retry stopped before running any node: {report.result.error}"
             )
@@ -168,6 +168,13 @@ def _execute(
         results = None
 
     return StepReport(step, plan, result, target_dir, results, store.location_of(target_dir))
+
+
+def _is_transient_error(spec: DbtJobSpec, report: StepReport) -> bool:
+    # A locked or unreachable warehouse stops dbt retry too; the full command
+    # would rebuild nodes that succeeded, so the step fails and can be retried.
+    error = report.result.error if report.result else None
+    return bool(error) and spec.failure_classifier.is_transient_message(error or "")
 
 
 def _retry_was_impossible(report: StepReport) -> bool:
