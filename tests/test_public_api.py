@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import dbt_rerun_dagster
 
 
@@ -39,3 +42,22 @@ def test_tag_keys_are_stable() -> None:
     assert dbt_rerun_dagster.RESUMED_FROM_STEP_TAG == "dbt_rerun/resumed_from_step"
     assert dbt_rerun_dagster.RERUN_MODE_FROM_FAILURE == "from_failure"
     assert dbt_rerun_dagster.RERUN_MODE_FROM_START == "from_start"
+
+
+def test_import_loads_no_dagster() -> None:
+    # dbt imports every dbt_* module on every command; the package must be cheap to import.
+    code = (
+        "import sys, dbt_rerun_dagster; "
+        "print('dagster' in sys.modules, hasattr(dbt_rerun_dagster, 'plugins'))"
+    )
+
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert completed.stdout.split() == ["False", "False"]
+
+
+def test_lazy_names_resolve() -> None:
+    for name in dbt_rerun_dagster.__all__:
+        assert getattr(dbt_rerun_dagster, name) is not None
