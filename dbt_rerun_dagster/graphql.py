@@ -25,7 +25,7 @@ class GraphQLError(DbtRerunError):
 
 
 class WebserverUnreachableError(DbtRerunError):
-    """No webserver answered at the URL."""
+    """No webserver responded at the URL."""
 
 
 def default_graphql_url() -> str:
@@ -38,8 +38,8 @@ def execute_graphql(
     """Post a GraphQL request and return its `data`.
 
     Raises:
-        WebserverUnreachableError: nothing answered at `url`.
-        GraphQLError: the answer carries errors. Dagster answers a Python
+        WebserverUnreachableError: nothing responded at `url`.
+        GraphQLError: the response carries errors. Dagster returns a Python
             error with HTTP 500 and a JSON body, whose message is used.
     """
     try:
@@ -48,7 +48,7 @@ def execute_graphql(
         )
     except (requests.ConnectionError, requests.Timeout) as error:
         raise WebserverUnreachableError(
-            f"No Dagster webserver answered at {url} ({type(error).__name__}). "
+            f"No Dagster webserver responded at {url} ({type(error).__name__}). "
             "Start it with `dagster dev` or pass the right --url."
         ) from error
 
@@ -56,7 +56,8 @@ def execute_graphql(
         payload = response.json()
     except ValueError as error:
         raise GraphQLError(
-            f"{url} answered HTTP {response.status_code} without JSON; is it a Dagster webserver?"
+            f"{url} responded with HTTP {response.status_code} and no JSON; "
+            "is it a Dagster webserver?"
         ) from error
     if payload.get("errors"):
         messages = "; ".join(str(item.get("message", item)) for item in payload["errors"])

@@ -105,7 +105,7 @@ def test_unreachable_server_exits_3() -> None:
     )
 
     assert completed.returncode == 3
-    assert f"No Dagster webserver answered at {url}" in completed.stderr
+    assert f"No Dagster webserver responded at {url}" in completed.stderr
     assert "Traceback" not in completed.stderr
 
 
