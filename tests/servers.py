@@ -118,7 +118,7 @@ def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    """Post a GraphQL request; Dagster answers errors with HTTP 500 and a JSON body."""
+    """Post a GraphQL request; Dagster returns errors as HTTP 500 with a JSON body."""
     response = requests.post(url, json={"query": query, "variables": variables}, timeout=60)
     payload = response.json()
     if "errors" in payload:

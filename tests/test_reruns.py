@@ -152,7 +152,9 @@ def test_chain_of_three_runs_retries_from_second(
     third = runner.rerun_from_failure(second.run_id)
     third_builds = built_nodes(project.new_builds())
 
-    assert not first.success and not second.success and third.success
+    assert not first.success
+    assert not second.success
+    assert third.success
     assert set(second_builds) == {
         "fct_orders",
         "fct_daily_revenue",
@@ -286,7 +288,7 @@ def test_all_steps_after_first_step_failure(
     project.remove("models/marts/broken_jinja.sql")
 
     # Every step re-executes and the first one failed: only the missing
-    # parent state tells this apart from a rerun from failure.
+    # parent state distinguishes it from a rerun from failure.
     rerun = runner.rerun_all_steps(failed.run_id)
 
     assert failed.step_status == {SEED: "FAILURE"}
