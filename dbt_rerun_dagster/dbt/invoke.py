@@ -18,7 +18,7 @@ and dbt runs with the project directory as working directory, as
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,14 @@ class DbtInvocationResult:
         return "dbt " + shlex.join(self.args)
 
 
-def invoke_dbt(args: Sequence[str], project_dir: Path) -> DbtInvocationResult:
+def invoke_dbt(
+    args: Sequence[str],
+    project_dir: Path,
+    callbacks: Sequence[Callable[[Any], None]] = (),
+) -> DbtInvocationResult:
     """Run `dbt <args>` in this process and return its outcome.
 
+    `callbacks` receive every event dbt fires, in dbt's threads.
     Never raises for a dbt failure: the exit code and error message describe it.
     """
     from dbt.cli.main import dbtRunner
@@ -60,7 +65,7 @@ def invoke_dbt(args: Sequence[str], project_dir: Path) -> DbtInvocationResult:
         if not invocation_ids and getattr(event.info, "invocation_id", None):
             invocation_ids.append(event.info.invocation_id)
 
-    runner = dbtRunner(callbacks=[remember_invocation_id])
+    runner = dbtRunner(callbacks=[remember_invocation_id, *callbacks])
     with working_directory(project_dir), preserved_dbt_retry_statuses():
         outcome = runner.invoke(list(args))
 

@@ -10,6 +10,7 @@ import dagster as dg
 from dagster import DagsterEvent, Executor
 
 from dbt_rerun_dagster.compat import EngineEventData, RetryMode
+from dbt_rerun_dagster.orchestration.event_writer import close_writers
 from dbt_rerun_dagster.orchestration.rerun import check_no_earlier_rerun, mark_rerun
 from dbt_rerun_dagster.orchestration.settings import resolve_rerun
 from dbt_rerun_dagster.orchestration.workers import worker_tags
@@ -57,7 +58,11 @@ class RerunMarkingExecutor(Executor):
                 plan_context, info.opening_message(), EngineEventData(metadata=info.tags)
             )
 
-        yield from self._inner.execute(plan_context, execution_plan)
+        try:
+            yield from self._inner.execute(plan_context, execution_plan)
+        finally:
+            # Steps wait for their asset events, so the writer has nothing left to do.
+            close_writers()
         if self._after_run is not None:
             try:
                 self._after_run(plan_context.instance)

@@ -60,6 +60,7 @@ def build_dbt_job(
     run_retry_strategy: Literal["from_failure", "all_steps"] = "from_failure",
     failure_classifier: FailureClassifier | None = None,
     asset_events: bool = True,
+    stream_asset_events: bool = True,
     dagster_dbt_translator: DagsterDbtTranslator | None = None,
     artifact_retention: ArtifactRetention | None = None,
 ) -> dg.JobDefinition:
@@ -109,6 +110,11 @@ def build_dbt_job(
         asset_events: Report the models, seeds and snapshots each step built
             as asset materializations, and its data tests as asset check
             evaluations, so Dagster's catalog shows the dbt project.
+        stream_asset_events: Write those events from a helper process while
+            dbt runs (default), instead of in the step after dbt finishes.
+            Each event costs Dagster several milliseconds to store, and the
+            helper writes them on another core; events it cannot write are
+            written by the step. An ephemeral instance never streams.
         dagster_dbt_translator: Maps dbt nodes to asset keys; default:
             dagster-dbt's `DagsterDbtTranslator`.
         artifact_retention: Delete the job's old artifacts after each run,
@@ -145,6 +151,7 @@ def build_dbt_job(
         failure_classifier=failure_classifier or FailureClassifier(),
         max_step_retries=retry_policy.max_retries if retry_policy else 0,
         asset_events=asset_events,
+        stream_asset_events=stream_asset_events,
         translator=dagster_dbt_translator or DagsterDbtTranslator(),
     )
     run_tags = {**_run_retry_tags(run_retries, run_retry_strategy), **dict(tags or {})}

@@ -39,6 +39,8 @@ class StepReport:
     results: RunResults | None = None
     # Where the artifacts are kept: target_dir, or its URL on remote storage.
     artifact_location: str | None = None
+    # Nodes the asset event writer handled while dbt ran (written, or needing no event).
+    streamed_nodes: frozenset[str] = frozenset()
 
     @property
     def failed(self) -> bool:

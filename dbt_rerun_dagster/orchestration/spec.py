@@ -43,6 +43,7 @@ class DbtJobSpec:
     failure_classifier: FailureClassifier = FailureClassifier()
     max_step_retries: int = 0
     asset_events: bool = True
+    stream_asset_events: bool = True
     translator: DagsterDbtTranslator = field(default_factory=DagsterDbtTranslator, compare=False)
 
     @property

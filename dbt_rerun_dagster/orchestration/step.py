@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
@@ -13,7 +14,13 @@ from dbt_rerun_dagster.dbt.invoke import EXIT_INVOCATION_ERROR, invoke_dbt
 from dbt_rerun_dagster.dbt.plan import StepMode, StepPlan, plan_full, plan_resume
 from dbt_rerun_dagster.dbt.results import load_run_results
 from dbt_rerun_dagster.errors import DbtStepFailure, RunResultsError
-from dbt_rerun_dagster.orchestration.assets import asset_events
+from dbt_rerun_dagster.orchestration.assets import node_events
+from dbt_rerun_dagster.orchestration.event_writer import (
+    INTERRUPTED_FLUSH_SECONDS,
+    AssetEventStream,
+    step_identity,
+    writer_for,
+)
 from dbt_rerun_dagster.orchestration.report import StepReport
 from dbt_rerun_dagster.orchestration.rerun import RerunInfo, ancestor_step_outcomes, mark_rerun
 from dbt_rerun_dagster.orchestration.resolution import mark_resolved
@@ -55,7 +62,7 @@ def run_step(
             report = _execute(context, spec, step, fallback, store)
 
     if report.results is not None and report.target_dir is not None and spec.asset_events:
-        yield from asset_events(report.results, report.target_dir, spec.translator)
+        yield from _remaining_asset_events(context, spec, report)
     if report.failed and step.blocking:
         if context.retry_number >= spec.max_step_retries:
             _tag_final_failure(context, spec, report)
@@ -70,6 +77,40 @@ def run_step(
             context.log.info("Run %s is resolved by this run", resolved_id)
 
     yield dg.Output(None, metadata=report.metadata())
+
+
+def _remaining_asset_events(
+    context: dg.OpExecutionContext, spec: DbtJobSpec, report: StepReport
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """Yield the asset events of the invocation that the writer process did not write."""
+    assert report.results is not None and report.target_dir is not None
+    remaining = node_events(
+        report.results, report.target_dir, spec.translator, skip=report.streamed_nodes
+    )
+    if report.streamed_nodes:
+        context.log.debug(
+            "Asset events: the writer process handled %d nodes while dbt ran, the step %d",
+            len(report.streamed_nodes),
+            len(remaining),
+        )
+    for event in remaining:
+        yield event.to_dagster()
+
+
+def _start_asset_stream(
+    context: dg.OpExecutionContext, spec: DbtJobSpec, target_dir: Path
+) -> AssetEventStream | None:
+    """Start streaming asset events to the writer process, if the job and instance allow it."""
+    if not (spec.asset_events and spec.stream_asset_events):
+        return None
+    writer = writer_for(context.instance)
+    if writer is None:
+        return None
+    try:
+        return AssetEventStream(writer, step_identity(context), target_dir, spec.translator)
+    except Exception:  # noqa: BLE001 - the step then writes every event itself
+        context.log.warning("Asset events are written after dbt finishes: cannot stream them")
+        return None
 
 
 def _tag_final_failure(
@@ -153,8 +194,16 @@ def _execute(
     )
     write_record(target_dir, record)
 
+    stream = _start_asset_stream(context, spec, target_dir)
     context.log.info("Starting: dbt %s", shlex.join(args))
-    result = invoke_dbt(args, spec.project_dir)
+    try:
+        result = invoke_dbt(args, spec.project_dir, [stream.on_dbt_event] if stream else [])
+    except BaseException:
+        # Interrupted (run terminated): keep the events of the nodes dbt finished.
+        if stream is not None:
+            stream.finish(stall_seconds=INTERRUPTED_FLUSH_SECONDS)
+        raise
+    streamed = stream.finish() if stream is not None else set()
     context.log.info("Finished: dbt %s exited with code %d", args[0], result.exit_code)
 
     write_record(
@@ -167,7 +216,15 @@ def _execute(
     except RunResultsError:
         results = None
 
-    return StepReport(step, plan, result, target_dir, results, store.location_of(target_dir))
+    return StepReport(
+        step,
+        plan,
+        result,
+        target_dir,
+        results,
+        store.location_of(target_dir),
+        streamed_nodes=frozenset(streamed),
+    )
 
 
 def _is_transient_error(spec: DbtJobSpec, report: StepReport) -> bool:
