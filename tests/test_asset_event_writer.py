@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pytest
 from dagster._core.definitions.dependency import NodeHandle
 from dagster._core.execution.plan.handle import StepHandle
@@ -173,22 +177,22 @@ def _model_event(index: int) -> NodeEvent:
     )
 
 
-def test_writer_that_dies_answers_only_what_it_wrote(instance: dg.DagsterInstance) -> None:
+def test_writer_that_dies_confirms_only_what_it_wrote(instance: dg.DagsterInstance) -> None:
     run_id = "0" * 8 + "-writer-death"
     writer = AssetEventWriter(serialize_value(instance.get_ref()))
     context_id = writer.register_step(_identity(run_id))
     first = [writer.submit(context_id, _model_event(index), time.time()) for index in range(5)]
-    answers_before = writer.wait(first)
+    responses_before = writer.wait(first)
 
     writer._process.kill()
     writer._process.wait()
     late = [writer.submit(context_id, _model_event(index), time.time()) for index in range(5, 8)]
-    answers_after = writer.wait([seq for seq in late if seq is not None])
+    responses_after = writer.wait([seq for seq in late if seq is not None])
     writer.close()
 
     written = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-    assert answers_before == {seq: None for seq in first}
-    assert answers_after == {}
+    assert responses_before == {seq: None for seq in first}
+    assert responses_after == {}
     assert sorted(record.dagster_event.asset_key.path[0] for record in written) == [
         f"m_{index}" for index in range(5)
     ]
@@ -203,12 +207,12 @@ def test_writer_reports_events_it_cannot_write(instance: dg.DagsterInstance) -> 
         writer.submit(unknown_step, _model_event(0), time.time()),
         writer.submit(context_id, _model_event(1), time.time()),
     ]
-    answers = writer.wait(seqs)
+    responses = writer.wait(seqs)
     writer.close()
 
     written = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-    assert answers[seqs[0]] == f"KeyError: {unknown_step}"
-    assert answers[seqs[1]] is None
+    assert responses[seqs[0]] == f"KeyError: {unknown_step}"
+    assert responses[seqs[1]] is None
     assert [record.dagster_event.asset_key.path for record in written] == [["m_1"]]
 
 
@@ -227,3 +231,138 @@ def test_asset_events_off_writes_none(
 
     assert outcome.success
     assert asset_records(instance, outcome.run_id) == []
+
+
+def test_stuck_writer_is_stopped_without_confirming(instance: dg.DagsterInstance) -> None:
+    run_id = "0" * 8 + "-writer-stuck"
+    writer = AssetEventWriter(serialize_value(instance.get_ref()))
+    context_id = writer.register_step(_identity(run_id))
+    ready = writer.wait([writer.submit(context_id, _model_event(0), time.time())])
+    os.kill(writer.pid, signal.SIGSTOP)
+
+    stuck = writer.submit(context_id, _model_event(1), time.time())
+    started = time.monotonic()
+    responses = writer.wait([stuck], stall_seconds=1.0)
+    waited = time.monotonic() - started
+    writer.close()
+
+    assert list(ready.values()) == [None]
+    assert responses == {}
+    assert not writer.alive()
+    assert waited < 30, "a stuck writer must not hold the step until the default stall limit"
+
+
+# An event log storage that only the step's process can import: the writer
+# process cannot load the instance and exits at once, as it would for any
+# instance it cannot open.
+PARENT_ONLY_STORAGE = """
+from dagster._core.storage.event_log import SqliteEventLogStorage
+
+
+class ParentOnlyEventLogStorage(SqliteEventLogStorage):
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(inst_data=inst_data, **config_value)
+"""
+
+
+def test_writer_unable_to_open_instance(
+    tmp_path: Path,
+    dagster_home: Path,
+    project: SampleProject,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module_dir = tmp_path / "parent_only"
+    module_dir.mkdir()
+    (module_dir / "parent_only_storage.py").write_text(PARENT_ONLY_STORAGE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(module_dir))
+    with (dagster_home / "dagster.yaml").open("a", encoding="utf-8") as config:
+        config.write(
+            "event_log_storage:\n"
+            "  module: parent_only_storage\n"
+            "  class: ParentOnlyEventLogStorage\n"
+            "  config:\n"
+            f"    base_dir: {dagster_home / 'history' / 'runs'}\n"
+        )
+
+    with dg.DagsterInstance.get() as instance:
+        outcome = JobRunner(instance, "no_writer", project, NIGHTLY_STEPS).run()
+        records = asset_records(instance, outcome.run_id)
+        pids = step_pids(instance, outcome.run_id)
+
+    materialized = Counter(
+        record.dagster_event.event_specific_data.materialization.asset_key.to_user_string()
+        for record in records
+        if record.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+    )
+    assert outcome.success
+    assert materialized == Counter(SEED_NAMES | MODEL_NAMES)
+    assert len(records) == 3 + 13 + 20
+    assert {record.dagster_event.pid for record in records} <= pids
+
+
+# A dbt Python model runs in the step's process (dbt runs in-process), so it
+# can kill the step's writer process in the middle of `dbt run`.
+KILL_WRITER_MODEL = """
+import os
+import signal
+
+
+def _parent_pid(pid):
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    # Run after most models, so the writer has written some events of this step.
+    dbt.ref("fct_orders")
+    dbt.ref("dim_customers")
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            parent = _parent_pid(entry)
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except OSError:
+            continue
+        if parent == os.getpid() and b"event_writer" in command:
+            os.kill(int(entry), signal.SIGKILL)
+            killed += 1
+    return session.sql(f"select {killed} as killed_writers")
+"""
+
+
+def test_writer_killed_during_dbt_run_loses_no_event(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
+    project.write("models/marts/kill_writer.py", KILL_WRITER_MODEL)
+    project.write(
+        "models/marts/after_kill.sql", "select killed_writers from {{ ref('kill_writer') }}"
+    )
+    runner = JobRunner(instance, "killed_writer", project, ["dbt seed", "dbt run"])
+
+    outcome = runner.run()
+
+    records = asset_records(instance, outcome.run_id)
+    run_step_pids = {
+        record.dagster_event.pid
+        for record in records
+        if record.dagster_event.step_key == "step_2_dbt_run"
+    }
+    keys = Counter(
+        record.dagster_event.event_specific_data.materialization.asset_key.to_user_string()
+        for record in records
+    )
+    with duckdb.connect(str(project.database)) as connection:
+        killed = connection.execute("select killed_writers from main.after_kill").fetchone()
+    assert outcome.success
+    assert killed == (1,)
+    assert set(keys) == SEED_NAMES | MODEL_NAMES | {"kill_writer", "after_kill"}
+    # At most the event the writer was storing when it died is written twice.
+    assert sum(keys.values()) - len(keys) <= 1
+    # Events before the kill came from the writer, the rest from the step.
+    assert len(run_step_pids) == 2
+    assert step_pids(instance, outcome.run_id) & run_step_pids

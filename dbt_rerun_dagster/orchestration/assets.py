@@ -90,7 +90,7 @@ class NodeEvent:
 
 
 def is_reported(resource_type: str, status: str) -> bool:
-    """Whether a node that finished with `status` gets an asset event."""
+    """Return whether a node that finished with `status` gets an asset event."""
     if resource_type == "test":
         return status in EVALUATED_TEST_STATUSES
 

@@ -1,8 +1,8 @@
 """A helper process that writes a step's asset events while dbt runs.
 
 Why a process: each asset event costs Dagster about 7 ms of Python work on
-its default SQLite storage (4 connections and 2 commits per event; measured
-by benchmarks/bench_event_cost.py), and a step reports one event per model,
+its default SQLite storage (benchmarks/bench_event_cost.py). A profile shows
+4 connections and 2 commits per event. A step reports one event per model,
 seed and data test. Written by the step after dbt finished, 1521 events
 added 13.9 s to a 1000-model seed/run/test job (benchmarks/RESULTS.md).
 dbt runs in the step's process and keeps one core busy with Python, so a
@@ -15,18 +15,18 @@ Protocol, one JSON object per line on the writer's stdin:
 - `{"context": ID, "run_id", "job_name", "step_handle", "node_handle",
   "step_kind", "event_tags"}` describes a step (serialized with
   Dagster's serdes);
-- `{"seq": N, "context": ID, "timestamp": T, "event": <NodeEvent>}` asks for
-  one event.
-The writer answers each event on stdout with `ok N` or `err N <reason>`.
-The step yields every event that was not answered `ok` itself, so a writer
-that cannot start, dies or falls behind loses no event; at most the event it
-was writing when it died can appear twice.
+- `{"seq": N, "context": ID, "timestamp": T, "event": <NodeEvent>}` is
+  one event to write.
+The writer responds to each event on stdout with `ok N` or `err N <reason>`.
+The step yields itself every event that got no `ok`. A writer that cannot
+start, dies or falls behind thus loses no event. At most the event it was
+writing when it died can appear twice.
 
 The writer builds Dagster events with Dagster's own factories
 (`DagsterEvent.asset_materialization`, `DagsterEvent.asset_check_evaluation`)
 on a stand-in for the step context, so messages and validation are the same
-as for events the op yields; those factories and `DagsterEvent`'s fields are
-Dagster internals (dagster 1.13), used only here and in `step_identity`.
+as for events the op yields. Those factories and `DagsterEvent`'s fields are
+Dagster internals (dagster 1.13), used only in this module.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A writer that answers nothing for this long while events are pending is
+# A writer that sends no response for this long while events are pending is
 # considered stuck: the step stops it and writes the rest itself.
 STALL_SECONDS = 60.0
 # After an interruption (run terminated), wait at most this long for events
@@ -63,7 +63,7 @@ CLOSE_SECONDS = 10.0
 
 
 def step_identity(context: dg.OpExecutionContext) -> dict[str, Any]:
-    """The step's identity as the writer needs it to build the step's events."""
+    """Describe the step for the writer, which builds the step's events with it."""
     from dagster._serdes import serialize_value
 
     step_context = context.get_step_execution_context()
@@ -84,11 +84,11 @@ class AssetEventWriter:
 
     def __init__(self, instance_ref: str) -> None:
         self._lock = threading.Lock()
-        self._answered = threading.Condition()
+        self._responded = threading.Condition()
         self._results: dict[int, str | None] = {}  # seq -> None if written, else the reason
         self._next_seq = 0
         self._next_context = 0
-        self._last_answer = time.monotonic()
+        self._last_response = time.monotonic()
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
@@ -96,7 +96,7 @@ class AssetEventWriter:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._reader = threading.Thread(
-            target=self._read_answers, name="asset-event-writer-answers", daemon=True
+            target=self._read_responses, name="asset-event-writer-responses", daemon=True
         )
         self._reader.start()
         self._send({"instance_ref": instance_ref})
@@ -130,26 +130,26 @@ class AssetEventWriter:
     def wait(
         self, seqs: Iterable[int], stall_seconds: float = STALL_SECONDS
     ) -> dict[int, str | None]:
-        """Wait until the writer has answered `seqs`, died or stalled; return the answers.
+        """Wait until the writer has responded to `seqs`, died or stalled; return its responses.
 
         A stalled writer is killed first, so it cannot write an event after
         the caller has decided to write it itself.
         """
-        wanted = set(seqs)
-        with self._answered:
-            while not wanted.issubset(self._results) and self._reader.is_alive():
-                if time.monotonic() - self._last_answer > stall_seconds:
+        pending = set(seqs)
+        with self._responded:
+            while not pending.issubset(self._results) and self._reader.is_alive():
+                if time.monotonic() - self._last_response > stall_seconds:
                     logger.warning(
-                        "The asset event writer (pid %d) answered nothing for %.0f s; stopping it",
+                        "The asset event writer (pid %d) sent no response for %.0f s; stopping it",
                         self._process.pid,
                         stall_seconds,
                     )
                     self._process.kill()
                     break
-                self._answered.wait(timeout=0.5)
+                self._responded.wait(timeout=0.5)
         self._reader.join(timeout=0 if self.alive() else CLOSE_SECONDS)
-        with self._answered:
-            return {seq: self._results[seq] for seq in wanted if seq in self._results}
+        with self._responded:
+            return {seq: self._results[seq] for seq in pending if seq in self._results}
 
     def close(self, timeout: float = CLOSE_SECONDS) -> None:
         """Let the writer finish what it was sent and exit; kill it after `timeout`."""
@@ -181,19 +181,19 @@ class AssetEventWriter:
 
         return True
 
-    def _read_answers(self) -> None:
+    def _read_responses(self) -> None:
         assert self._process.stdout is not None
         for raw in self._process.stdout:
             verdict, _, rest = raw.decode(errors="replace").rstrip("\n").partition(" ")
             seq_text, _, reason = rest.partition(" ")
             if not seq_text.isdigit():
                 continue
-            with self._answered:
+            with self._responded:
                 self._results[int(seq_text)] = None if verdict == "ok" else (reason or verdict)
-                self._last_answer = time.monotonic()
-                self._answered.notify_all()
-        with self._answered:
-            self._answered.notify_all()
+                self._last_response = time.monotonic()
+                self._responded.notify_all()
+        with self._responded:
+            self._responded.notify_all()
 
 
 _writers: dict[str, AssetEventWriter] = {}
@@ -296,9 +296,9 @@ class AssetEventStream:
         """Wait for the writer; return the nodes it handled: written, or needing no event."""
         self._queue.put(None)
         self._feeder.join()
-        answers = self._writer.wait(self._submitted.values(), stall_seconds)
-        written = {uid for uid, seq in self._submitted.items() if answers.get(seq, "") is None}
-        errors = {answers[seq] for seq in self._submitted.values() if answers.get(seq)}
+        responses = self._writer.wait(self._submitted.values(), stall_seconds)
+        written = {uid for uid, seq in self._submitted.items() if responses.get(seq, "") is None}
+        errors = {responses[seq] for seq in self._submitted.values() if responses.get(seq)}
         if errors:
             logger.warning("The asset event writer could not write some events: %s", errors)
 
@@ -340,7 +340,7 @@ class _StepStandIn:
 
 
 class _StepContextStandIn:
-    """What Dagster's step event factories read from a step context."""
+    """The parts of a step context that Dagster's step event factories read."""
 
     def __init__(self, instance: dg.DagsterInstance, identity: dict[str, Any]) -> None:
         self.job_name = identity["job_name"]
@@ -384,8 +384,8 @@ def _main() -> int:
     # Terminating a run interrupts its process group; the writer still writes what
     # it was sent and exits when the step's process closes its stdin.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Answers go to the original stdout; anything else that prints goes to stderr.
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    # Responses go to the original stdout; anything else that prints goes to stderr.
+    responses = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
     import dagster as dg
@@ -412,9 +412,9 @@ def _main() -> int:
                 )
             except Exception as error:  # noqa: BLE001 - reported; the step writes it itself
                 reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
-                answers.write(f"err {seq} {reason}\n")
+                responses.write(f"err {seq} {reason}\n")
             else:
-                answers.write(f"ok {seq}\n")
+                responses.write(f"ok {seq}\n")
 
     return 0
 
