@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,9 @@ import pytest
 from dagster._core.definitions.dependency import NodeHandle
 from dagster._core.execution.plan.handle import StepHandle
 from dagster._serdes import serialize_value
+from dagster_dbt import DagsterDbtTranslator, DbtProject
 
+from dbt_rerun_dagster import build_dbt_job
 from dbt_rerun_dagster.orchestration.assets import MATERIALIZATION, NodeEvent
 from dbt_rerun_dagster.orchestration.event_writer import AssetEventWriter
 from tests.support import (
@@ -191,7 +196,7 @@ def test_writer_that_dies_confirms_only_what_it_wrote(instance: dg.DagsterInstan
     writer.close()
 
     written = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-    assert responses_before == {seq: None for seq in first}
+    assert responses_before == {seq: "ok" for seq in first}
     assert responses_after == {}
     assert sorted(record.dagster_event.asset_key.path[0] for record in written) == [
         f"m_{index}" for index in range(5)
@@ -212,7 +217,7 @@ def test_writer_reports_events_it_cannot_write(instance: dg.DagsterInstance) -> 
 
     written = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     assert responses[seqs[0]] == f"KeyError: {unknown_step}"
-    assert responses[seqs[1]] is None
+    assert responses[seqs[1]] == "ok"
     assert [record.dagster_event.asset_key.path for record in written] == [["m_1"]]
 
 
@@ -246,7 +251,7 @@ def test_stuck_writer_is_stopped_without_confirming(instance: dg.DagsterInstance
     waited = time.monotonic() - started
     writer.close()
 
-    assert list(ready.values()) == [None]
+    assert list(ready.values()) == ["ok"]
     assert responses == {}
     assert not writer.alive()
     assert waited < 30, "a stuck writer must not hold the step until the default stall limit"
@@ -366,3 +371,76 @@ def test_writer_killed_during_dbt_run_loses_no_event(
     # Events before the kill came from the writer, the rest from the step.
     assert len(run_step_pids) == 2
     assert step_pids(instance, outcome.run_id) & run_step_pids
+
+
+class PrefixedTranslator(DagsterDbtTranslator):
+    """Puts every dbt asset under the key prefix "warehouse"."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return super().get_asset_key(dbt_resource_props).with_prefix("warehouse")
+
+
+def make_translated_job(name: str, project_dir: str) -> dg.JobDefinition:
+    return build_dbt_job(
+        name,
+        DbtProject(project_dir),
+        ["dbt seed", "dbt run", "dbt test"],
+        dagster_dbt_translator=PrefixedTranslator(),
+    )
+
+
+def test_custom_translator_keys_are_streamed(
+    instance: dg.DagsterInstance, project: SampleProject
+) -> None:
+    job = dg.build_reconstructable_job(
+        "tests.test_asset_event_writer",
+        "make_translated_job",
+        reconstructable_kwargs={"name": "translated", "project_dir": str(project.path)},
+    )
+
+    with dg.execute_job(job, instance=instance) as result:
+        records = asset_records(instance, result.run_id)
+        pids = step_pids(instance, result.run_id)
+
+    materialized = {
+        record.dagster_event.event_specific_data.materialization.asset_key.to_user_string()
+        for record in records
+        if record.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    checked = {
+        record.dagster_event.event_specific_data.asset_key.to_user_string()
+        for record in records
+        if record.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert result.success
+    assert materialized == {f"warehouse/{name}" for name in SEED_NAMES | MODEL_NAMES}
+    assert "warehouse/fct_orders" in checked
+    assert all(key.startswith("warehouse/") for key in checked)
+    assert {record.dagster_event.pid for record in records}.isdisjoint(pids)
+
+
+RUN_WORKER_IMPORTS = """
+import sys
+import dagster as dg
+from tests.jobs import reconstructable_job
+
+job = reconstructable_job("imports", sys.argv[1], ["dbt seed", "dbt run", "dbt test"])
+with dg.DagsterInstance.get() as instance:
+    with dg.execute_job(job, instance=instance) as result:
+        events = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        print(result.success, len(events), "dagster_dbt" in sys.modules)
+"""
+
+
+def test_run_worker_does_not_import_dagster_dbt(dagster_home: Path, project: SampleProject) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", RUN_WORKER_IMPORTS, str(project.path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=300,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split()[-3:] == ["True", "16", "False"]

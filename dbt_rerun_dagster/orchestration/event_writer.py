@@ -16,9 +16,16 @@ Protocol, one JSON object per line on the writer's stdin:
   "step_kind", "event_tags"}` describes a step (serialized with
   Dagster's serdes);
 - `{"seq": N, "context": ID, "timestamp": T, "event": <NodeEvent>}` is
-  one event to write.
-The writer responds to each event on stdout with `ok N` or `err N <reason>`.
-The step yields itself every event that got no `ok`. A writer that cannot
+  one event to write;
+- `{"seq": N, "context": ID, "timestamp": T, "node": [unique id, status,
+  execution time, message]}` is a finished node whose event the writer
+  builds itself, from the manifest in the step's target directory, with
+  dagster-dbt's default translator. Steps send nodes when the job has no
+  custom translator, so that the step's process never imports dagster-dbt
+  (0.3 s and 45 MB).
+The writer responds on stdout with `ok N` (written), `none N` (the node
+gets no event) or `err N <reason>`. The step yields itself every event that
+got neither `ok` nor `none`. A writer that cannot
 start, dies or falls behind thus loses no event. At most the event it was
 writing when it died can appear twice.
 
@@ -60,6 +67,9 @@ STALL_SECONDS = 60.0
 # of nodes that dbt had already finished.
 INTERRUPTED_FLUSH_SECONDS = 5.0
 CLOSE_SECONDS = 10.0
+# The writer's responses (any other response is the reason of a failure).
+OK = "ok"
+NONE = "none"
 
 
 def step_identity(context: dg.OpExecutionContext) -> dict[str, Any]:
@@ -85,7 +95,7 @@ class AssetEventWriter:
     def __init__(self, instance_ref: str) -> None:
         self._lock = threading.Lock()
         self._responded = threading.Condition()
-        self._results: dict[int, str | None] = {}  # seq -> None if written, else the reason
+        self._results: dict[int, str] = {}  # seq -> OK, NONE or the reason it failed
         self._next_seq = 0
         self._next_context = 0
         self._last_response = time.monotonic()
@@ -93,7 +103,7 @@ class AssetEventWriter:
             [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=_writer_environment(),
         )
         self._reader = threading.Thread(
             target=self._read_responses, name="asset-event-writer-responses", daemon=True
@@ -118,22 +128,28 @@ class AssetEventWriter:
 
     def submit(self, context_id: int, event: NodeEvent, timestamp: float) -> int | None:
         """Send one event; return its sequence number, or None if the writer is gone."""
+        return self._submit(context_id, timestamp, {"event": event.to_json()})
+
+    def submit_node(
+        self, context_id: int, node: tuple[str, str, float, str | None], timestamp: float
+    ) -> int | None:
+        """Send a finished node for the writer to translate; see the module's docstring."""
+        return self._submit(context_id, timestamp, {"node": list(node)})
+
+    def _submit(self, context_id: int, timestamp: float, body: dict[str, Any]) -> int | None:
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1
-        sent = self._send(
-            {"seq": seq, "context": context_id, "timestamp": timestamp, "event": event.to_json()}
-        )
+        sent = self._send({"seq": seq, "context": context_id, "timestamp": timestamp, **body})
 
         return seq if sent else None
 
-    def wait(
-        self, seqs: Iterable[int], stall_seconds: float = STALL_SECONDS
-    ) -> dict[int, str | None]:
+    def wait(self, seqs: Iterable[int], stall_seconds: float = STALL_SECONDS) -> dict[int, str]:
         """Wait until the writer has responded to `seqs`, died or stalled; return its responses.
 
         A stalled writer is killed first, so it cannot write an event after
-        the caller has decided to write it itself.
+        the caller has decided to write it itself. A response is OK, NONE
+        or the reason the writer could not write the event.
         """
         pending = set(seqs)
         with self._responded:
@@ -151,8 +167,12 @@ class AssetEventWriter:
         with self._responded:
             return {seq: self._results[seq] for seq in pending if seq in self._results}
 
-    def close(self, timeout: float = CLOSE_SECONDS) -> None:
-        """Let the writer finish what it was sent and exit; kill it after `timeout`."""
+    def close(self, timeout: float | None = CLOSE_SECONDS) -> None:
+        """Let the writer finish what it was sent and exit.
+
+        With a `timeout`, wait for it and kill it after that many seconds;
+        with None, return at once (it exits by itself).
+        """
         with self._lock:
             stdin = self._process.stdin
             if stdin is not None and not stdin.closed:
@@ -160,6 +180,8 @@ class AssetEventWriter:
                     stdin.close()
                 except OSError:
                     pass
+        if timeout is None:
+            return
         try:
             self._process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -189,11 +211,26 @@ class AssetEventWriter:
             if not seq_text.isdigit():
                 continue
             with self._responded:
-                self._results[int(seq_text)] = None if verdict == "ok" else (reason or verdict)
+                self._results[int(seq_text)] = verdict if verdict in (OK, NONE) else reason
                 self._last_response = time.monotonic()
                 self._responded.notify_all()
         with self._responded:
             self._responded.notify_all()
+
+
+def _writer_environment() -> dict[str, str]:
+    # The writer imports this package from where this process found it, also
+    # when a code location puts it on sys.path instead of installing it.
+    # An installed package needs nothing: site-packages on PYTHONPATH would
+    # come before the standard library.
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    package_root = Path(__file__).resolve().parents[2]
+    if package_root.name not in {"site-packages", "dist-packages"}:
+        environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(package_root), os.environ.get("PYTHONPATH")])
+        )
+
+    return environment
 
 
 _writers: dict[str, AssetEventWriter] = {}
@@ -239,12 +276,16 @@ def writer_for(instance: dg.DagsterInstance) -> AssetEventWriter | None:
 
 
 def close_writers() -> None:
-    """Stop every writer of this process after it wrote what it was sent."""
+    """Tell every writer of this process to exit once it wrote what it was sent.
+
+    Does not wait: steps have already waited for their events, and waiting
+    for the writer's own shutdown (about 0.4 s) would only delay the run.
+    """
     with _writers_lock:
         writers = list(_writers.values())
         _writers.clear()
     for writer in writers:
-        writer.close()
+        writer.close(timeout=None)
 
 
 atexit.register(close_writers)
@@ -254,8 +295,9 @@ class AssetEventStream:
     """Feeds one dbt invocation's finished nodes to the writer as dbt reports them.
 
     `on_dbt_event` is a dbtRunner callback: it runs in dbt's threads and only
-    queues the finished node. A feeder thread reads the manifest that dbt wrote
-    before running any node, builds each `NodeEvent` and sends it on.
+    queues the finished node. A feeder thread sends it on: as a finished node
+    when `translator` is None (the writer translates it), else as a
+    `NodeEvent` built from the manifest that dbt wrote before running any node.
     """
 
     def __init__(
@@ -263,7 +305,7 @@ class AssetEventStream:
         writer: AssetEventWriter,
         identity: dict[str, Any],
         target_dir: Path,
-        translator: DagsterDbtTranslator,
+        translator: DagsterDbtTranslator | None,
     ) -> None:
         self._writer = writer
         self._target_dir = target_dir
@@ -271,7 +313,7 @@ class AssetEventStream:
         self._submitted: dict[str, int] = {}  # unique id -> sequence number
         self._no_event: set[str] = set()  # finished nodes that get no asset event
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._context_id = writer.register_step(identity)
+        self._context_id = writer.register_step({**identity, "target_dir": str(target_dir)})
         self._feeder = threading.Thread(target=self._feed, name="asset-event-feeder", daemon=True)
         self._feeder.start()
 
@@ -297,18 +339,29 @@ class AssetEventStream:
         self._queue.put(None)
         self._feeder.join()
         responses = self._writer.wait(self._submitted.values(), stall_seconds)
-        written = {uid for uid, seq in self._submitted.items() if responses.get(seq, "") is None}
-        errors = {responses[seq] for seq in self._submitted.values() if responses.get(seq)}
+        handled = {uid for uid, seq in self._submitted.items() if responses.get(seq) in (OK, NONE)}
+        errors = {
+            responses[seq]
+            for seq in self._submitted.values()
+            if responses.get(seq) not in (None, OK, NONE)
+        }
         if errors:
             logger.warning("The asset event writer could not write some events: %s", errors)
 
-        return written | self._no_event
+        return handled | self._no_event
 
     def _feed(self) -> None:
         manifest_nodes: dict[str, Any] | None = None
         while (item := self._queue.get()) is not None:
             unique_id, status, execution_time, message, timestamp = item
             try:
+                if self._translator is None:
+                    seq = self._writer.submit_node(
+                        self._context_id, (unique_id, status, execution_time, message), timestamp
+                    )
+                    if seq is not None:
+                        self._submitted[unique_id] = seq
+                    continue
                 if manifest_nodes is None:
                     manifest_nodes = read_manifest_nodes(self._target_dir) or {}
                 event = node_event(
@@ -349,7 +402,23 @@ class _StepContextStandIn:
         self.step = _StepStandIn(identity)
         self.log = self
         self.timestamp = 0.0
+        self.target_dir = Path(identity.get("target_dir") or ".")
         self._instance = instance
+        self._manifest_nodes: dict[str, Any] | None = None
+        self._translator: Any = None
+
+    def translate(self, node: list[Any]) -> NodeEvent | None:
+        if self._translator is None:
+            from dagster_dbt import DagsterDbtTranslator
+
+            self._translator = DagsterDbtTranslator()
+        if self._manifest_nodes is None:
+            self._manifest_nodes = read_manifest_nodes(self.target_dir) or {}
+        unique_id, status, execution_time, message = node
+
+        return node_event(
+            unique_id, status, execution_time, message, self._manifest_nodes, self._translator
+        )
 
     def log_dagster_event(self, level: int, msg: str, dagster_event: Any, **_: Any) -> None:
         from dagster._core.events.log import EventLogEntry
@@ -401,20 +470,26 @@ def _main() -> int:
         for line in sys.stdin:
             message = json.loads(line)
             if "seq" not in message:
-                contexts[message.pop("context")] = _StepContextStandIn(instance, message)
+                context_id = message.pop("context")
+                try:
+                    contexts[context_id] = _StepContextStandIn(instance, message)
+                except Exception:  # noqa: BLE001 - its events fail with a KeyError
+                    logger.exception("Cannot read the description of step %s", context_id)
                 continue
             seq = message["seq"]
             try:
-                _write(
-                    contexts[message["context"]],
-                    NodeEvent.from_json(message["event"]),
-                    message["timestamp"],
-                )
+                context = contexts[message["context"]]
+                if "node" in message:
+                    event = context.translate(message["node"])
+                else:
+                    event = NodeEvent.from_json(message["event"])
+                if event is not None:
+                    _write(context, event, message["timestamp"])
             except Exception as error:  # noqa: BLE001 - reported; the step writes it itself
                 reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
                 responses.write(f"err {seq} {reason}\n")
             else:
-                responses.write(f"ok {seq}\n")
+                responses.write(f"{OK if event is not None else NONE} {seq}\n")
 
     return 0
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import yaml
-from dagster_dbt import DagsterDbtTranslator
 from upath import UPath
 
 from dbt_rerun_dagster.artifacts import ArtifactStore, RemoteArtifactStore
 from dbt_rerun_dagster.dbt.classify import FailureClassifier
 from dbt_rerun_dagster.dbt.commands import DbtCommand
 from dbt_rerun_dagster.orchestration.settings import DbtRunSettings
+
+if TYPE_CHECKING:
+    from dagster_dbt import DagsterDbtTranslator
 
 DEFAULT_ARTIFACTS_DIRNAME = "dbt_rerun_artifacts"
 # Local directory below $DAGSTER_HOME where dbt writes before an upload to an
@@ -44,7 +47,16 @@ class DbtJobSpec:
     max_step_retries: int = 0
     asset_events: bool = True
     stream_asset_events: bool = True
-    translator: DagsterDbtTranslator = field(default_factory=DagsterDbtTranslator, compare=False)
+    # None: dagster-dbt's default translator, which the asset event writer
+    # applies in its own process, so run workers need not import dagster-dbt.
+    translator: DagsterDbtTranslator | None = field(default=None, compare=False)
+
+    def translator_or_default(self) -> DagsterDbtTranslator:
+        if self.translator is not None:
+            return self.translator
+        from dagster_dbt import DagsterDbtTranslator
+
+        return DagsterDbtTranslator()
 
     @property
     def step_names(self) -> list[str]:
