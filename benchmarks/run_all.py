@@ -108,7 +108,6 @@ def check_targets(results: dict) -> list[str]:
     for model_count, raw in results.get("rerun", {}).get("raw", {}).items():
         from_failure = statistics.median(raw["seconds"]["plugin_from_failure"])
         retry_test = statistics.median(raw["seconds"]["cli"])
-        retry_alone = statistics.median(raw["cli_retry_seconds"]["cli"])
         lines.append(
             _verdict(
                 f"S2 N={model_count}: from failure / cli `dbt retry` + `dbt test` {from_failure / retry_test:.2f}x",
@@ -116,20 +115,18 @@ def check_targets(results: dict) -> list[str]:
                 "<= 1.15x",
             )
         )
-        lines.append(
-            _verdict(
-                f"S2 N={model_count}: from failure / cli `dbt retry` alone {from_failure / retry_alone:.2f}x "
-                "(the plugin also runs `dbt test`)",
-                from_failure / retry_alone <= 1.15,
-                "<= 1.15x",
-            )
-        )
         exact = raw["exact"]["plugin from failure"] == "yes"
         lines.append(_verdict(f"S2 N={model_count}: from failure ran exactly the failed and skipped nodes", exact, "exact"))
     for model_count, raw in results.get("dagster_dbt_rerun", {}).get("raw", {}).items():
         ratio = statistics.median(raw["seconds"]["plugin"]) / statistics.median(raw["seconds"]["cli"])
+        floor = raw["seconds"].get("dagster_floor")
+        floor_text = f"; an empty Dagster run takes {statistics.median(floor):.2f} s" if floor else ""
         lines.append(
-            _verdict(f"S3 N={model_count}: `dbt build` from failure / cli `dbt retry` {ratio:.2f}x", ratio <= 1.15, "<= 1.15x")
+            _verdict(
+                f"S3 N={model_count}: one-step `dbt build` job from failure / cli `dbt retry` {ratio:.2f}x{floor_text}",
+                ratio <= 1.15,
+                "<= 1.15x, the S2 target applied to a one-step job",
+            )
         )
         lines.append(
             _verdict(f"S3 N={model_count}: plugin ran exactly the failed and skipped nodes", raw["exact"]["plugin"], "exact")

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -245,13 +246,21 @@ def test_stuck_writer_is_stopped_without_confirming(instance: dg.DagsterInstance
     ready = writer.wait([writer.submit(context_id, _model_event(0), time.time())])
     os.kill(writer.pid, signal.SIGSTOP)
 
-    stuck = writer.submit(context_id, _model_event(1), time.time())
+    # Far more than a pipe holds: submitting must not block on a writer that stopped reading.
+    submitter = threading.Thread(
+        target=lambda: [
+            writer.submit(context_id, _model_event(index), time.time()) for index in range(1, 5001)
+        ]
+    )
+    submitter.start()
+    submitter.join(timeout=30)
     started = time.monotonic()
-    responses = writer.wait([stuck], stall_seconds=1.0)
+    responses = writer.wait(range(1, 5001), stall_seconds=1.0)
     waited = time.monotonic() - started
     writer.close()
 
     assert list(ready.values()) == ["ok"]
+    assert not submitter.is_alive()
     assert responses == {}
     assert not writer.alive()
     assert waited < 30, "a stuck writer must not hold the step until the default stall limit"
@@ -294,6 +303,7 @@ def test_writer_unable_to_open_instance(
         outcome = JobRunner(instance, "no_writer", project, NIGHTLY_STEPS).run()
         records = asset_records(instance, outcome.run_id)
         pids = step_pids(instance, outcome.run_id)
+        warnings = [record.user_message for record in instance.all_logs(outcome.run_id)]
 
     materialized = Counter(
         record.dagster_event.event_specific_data.materialization.asset_key.to_user_string()
@@ -304,6 +314,7 @@ def test_writer_unable_to_open_instance(
     assert materialized == Counter(SEED_NAMES | MODEL_NAMES)
     assert len(records) == 3 + 13 + 20
     assert {record.dagster_event.pid for record in records} <= pids
+    assert any("No asset event writer process" in message for message in warnings)
 
 
 # A dbt Python model runs in the step's process (dbt runs in-process), so it
@@ -371,6 +382,11 @@ def test_writer_killed_during_dbt_run_loses_no_event(
     # Events before the kill came from the writer, the rest from the step.
     assert len(run_step_pids) == 2
     assert step_pids(instance, outcome.run_id) & run_step_pids
+    assert any(
+        "did not write the events" in record.user_message
+        for record in instance.all_logs(outcome.run_id)
+        if record.step_key == "step_2_dbt_run"
+    )
 
 
 class PrefixedTranslator(DagsterDbtTranslator):
@@ -444,3 +460,23 @@ def test_run_worker_does_not_import_dagster_dbt(dagster_home: Path, project: Sam
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.split()[-3:] == ["True", "16", "False"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_compile_and_docs_report_no_assets(
+    instance: dg.DagsterInstance, project: SampleProject, stream: bool
+) -> None:
+    # dbt reports compiled models as "success" although it built nothing.
+    outcome = JobRunner(
+        instance,
+        "compile_only",
+        project,
+        ["dbt seed", "dbt compile"],
+        docs_generate=True,
+        stream_asset_events=stream,
+    ).run()
+
+    records = asset_records(instance, outcome.run_id)
+    steps = Counter(record.dagster_event.step_key for record in records)
+    assert outcome.success
+    assert steps == {"step_1_dbt_seed": 3}

@@ -83,12 +83,17 @@ def test_terminated_run_resumes_from_failure(
         # dbt-duckdb 1.11 cannot interrupt a running statement, so the worker
         # exits (releasing the DuckDB lock) only when the statement ends.
         _wait_for_exit(worker_pid)
+        interrupted = step_metadata(instance, run_id, "step_2_dbt_run")
         project.new_builds()
         rerun = _rerun_from_failure(instance, url, run_id)
         rebuilt = built_nodes(project.new_builds())
 
     assert terminated["__typename"] == "TerminateRunSuccess"
     assert canceled.status == dg.DagsterRunStatus.CANCELED
+    assert "dbt was interrupted" in interrupted["description"]
+    assert "before running any node" not in interrupted["description"]
+    # A termination is no failure to classify for automatic retries.
+    assert "dbt_rerun/failure_kind" not in canceled.tags
     assert rerun.success
     assert rerun.rerun_tags()["dbt_rerun/rerun_mode"] == "from_failure"
     assert rerun.rerun_tags()["dbt_rerun/resumed_from_step"] == "step_2_dbt_run"

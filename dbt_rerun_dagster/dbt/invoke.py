@@ -41,6 +41,8 @@ class DbtInvocationResult:
     exit_code: int
     invocation_id: str | None
     error: str | None
+    # dbt stopped on KeyboardInterrupt: the run was terminated (SIGINT).
+    interrupted: bool = False
 
     @property
     def command_line(self) -> str:
@@ -69,8 +71,11 @@ def invoke_dbt(
     with working_directory(project_dir), preserved_dbt_retry_statuses():
         outcome = runner.invoke(list(args))
 
+    interrupted = _was_interrupted(outcome.exception)
     if outcome.success:
         exit_code, error = EXIT_SUCCESS, None
+    elif interrupted:
+        exit_code, error = EXIT_INVOCATION_ERROR, "dbt was interrupted (the run was terminated)"
     elif outcome.exception is not None:
         exit_code, error = EXIT_INVOCATION_ERROR, strip_ansi(str(outcome.exception)).strip()
     else:
@@ -81,4 +86,25 @@ def invoke_dbt(
         exit_code=exit_code,
         invocation_id=invocation_ids[0] if invocation_ids else None,
         error=error,
+        interrupted=interrupted,
     )
+
+
+# What Dagster raises in a run worker that is being terminated (SIGINT).
+_INTERRUPTS = frozenset({"DagsterExecutionInterruptedError"})
+
+
+def _was_interrupted(error: BaseException | None) -> bool:
+    """Whether dbt stopped on an interrupt, possibly raised again as another error.
+
+    On an interrupt dbt cancels its open connections; dbt-duckdb 1.11 then
+    raises "connection is busy", whose context is the interrupt.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt) or type(error).__name__ in _INTERRUPTS:
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+
+    return False

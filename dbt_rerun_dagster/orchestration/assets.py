@@ -36,6 +36,10 @@ MANIFEST_FILE = "manifest.json"
 BUILT_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
 # Statuses of built nodes that changed the relation.
 BUILT_STATUSES = frozenset({"success"})
+# dbt subcommands whose nodes change relations or evaluate tests. `compile`,
+# `docs generate` and `show` also report models as "success" without building
+# them, so their nodes get no events. A `dbt retry` step counts as its command.
+REPORTING_SUBCOMMANDS = frozenset({"build", "run", "seed", "snapshot", "test"})
 # Statuses of data tests that evaluated their check.
 EVALUATED_TEST_STATUSES = frozenset({"pass", "fail", "warn", "error"})
 
@@ -171,13 +175,14 @@ def node_events(
     return [event for event in events if event is not None]
 
 
-def read_manifest_nodes(target_dir: Path) -> dict[str, Any] | None:
-    """Return the `nodes` of the manifest.json that dbt wrote to `target_dir`."""
+def read_manifest_nodes(target_dir: Path, *, warn: bool = True) -> dict[str, Any] | None:
+    """Return the `nodes` of the manifest.json that dbt wrote to `target_dir`, or None."""
     path = target_dir / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        logger.warning("No readable %s; asset events are not reported", path, exc_info=True)
+        if warn:
+            logger.warning("No readable %s; asset events are not reported", path, exc_info=True)
         return None
 
     return dict(manifest.get("nodes") or {})

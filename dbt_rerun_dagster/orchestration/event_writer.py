@@ -109,6 +109,15 @@ class AssetEventWriter:
             target=self._read_responses, name="asset-event-writer-responses", daemon=True
         )
         self._reader.start()
+        # Lines for the writer's stdin. A sender thread writes them, so that no
+        # caller blocks on a full pipe when the writer stops reading: the
+        # stall check in `wait` then kills it.
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._closed = False
+        self._sender = threading.Thread(
+            target=self._write_lines, name="asset-event-writer-sender", daemon=True
+        )
+        self._sender.start()
         self._send({"instance_ref": instance_ref})
 
     @property
@@ -174,12 +183,9 @@ class AssetEventWriter:
         with None, return at once (it exits by itself).
         """
         with self._lock:
-            stdin = self._process.stdin
-            if stdin is not None and not stdin.closed:
-                try:
-                    stdin.close()
-                except OSError:
-                    pass
+            if not self._closed:
+                self._closed = True
+                self._outbox.put(None)
         if timeout is None:
             return
         try:
@@ -192,16 +198,27 @@ class AssetEventWriter:
     def _send(self, message: dict[str, Any]) -> bool:
         line = (json.dumps(message, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            stdin = self._process.stdin
-            if stdin is None or stdin.closed:
+            if self._closed or not self._sender.is_alive():
                 return False
-            try:
-                stdin.write(line)
-                stdin.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                return False
+            self._outbox.put(line)
 
         return True
+
+    def _write_lines(self) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            while (line := self._outbox.get()) is not None:
+                stdin.write(line)
+                if self._outbox.empty():
+                    stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            logger.debug("The asset event writer stopped reading", exc_info=True)
+        finally:
+            try:
+                stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
 
     def _read_responses(self) -> None:
         assert self._process.stdout is not None
@@ -363,7 +380,10 @@ class AssetEventStream:
                         self._submitted[unique_id] = seq
                     continue
                 if manifest_nodes is None:
-                    manifest_nodes = read_manifest_nodes(self._target_dir) or {}
+                    # Not written yet or unreadable: the step reports this node itself.
+                    manifest_nodes = read_manifest_nodes(self._target_dir, warn=False)
+                    if manifest_nodes is None:
+                        continue
                 event = node_event(
                     unique_id, status, execution_time, message, manifest_nodes, self._translator
                 )
@@ -413,7 +433,10 @@ class _StepContextStandIn:
 
             self._translator = DagsterDbtTranslator()
         if self._manifest_nodes is None:
-            self._manifest_nodes = read_manifest_nodes(self.target_dir) or {}
+            self._manifest_nodes = read_manifest_nodes(self.target_dir, warn=False)
+            if self._manifest_nodes is None:
+                # The step reports this node itself, once dbt has finished.
+                raise FileNotFoundError(f"no readable manifest.json in {self.target_dir}")
         unique_id, status, execution_time, message = node
 
         return node_event(

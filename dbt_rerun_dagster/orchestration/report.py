@@ -41,6 +41,8 @@ class StepReport:
     artifact_location: str | None = None
     # Nodes the asset event writer handled while dbt ran (written, or needing no event).
     streamed_nodes: frozenset[str] = frozenset()
+    # Whether the invocation streamed its asset events to the writer process.
+    streamed: bool = False
 
     @property
     def failed(self) -> bool:
@@ -129,7 +131,12 @@ class StepReport:
             lines.append(f"dbt error: {_shorten(self.result.error)}")
         for node in self.failed_nodes:
             lines.append(f"- {node.unique_id} ({node.status}): {_shorten(node.message or '')}")
-        if self.result.exit_code != 0 and self.results is None:
+        if self.result.interrupted and self.results is None:
+            lines.append(
+                "dbt wrote no run_results.json; the nodes it finished before the interruption "
+                "are in its dbt.log."
+            )
+        elif self.result.exit_code != 0 and self.results is None:
             lines.append("dbt wrote no run_results.json, so it stopped before running any node.")
         if self.artifact_location is not None:
             lines.append(f"Artifacts: {self.artifact_location}")

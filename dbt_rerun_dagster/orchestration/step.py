@@ -14,7 +14,11 @@ from dbt_rerun_dagster.dbt.invoke import EXIT_INVOCATION_ERROR, invoke_dbt
 from dbt_rerun_dagster.dbt.plan import StepMode, StepPlan, plan_full, plan_resume
 from dbt_rerun_dagster.dbt.results import load_run_results
 from dbt_rerun_dagster.errors import DbtStepFailure, RunResultsError
-from dbt_rerun_dagster.orchestration.assets import is_reported, node_events
+from dbt_rerun_dagster.orchestration.assets import (
+    REPORTING_SUBCOMMANDS,
+    is_reported,
+    node_events,
+)
 from dbt_rerun_dagster.orchestration.event_writer import (
     INTERRUPTED_FLUSH_SECONDS,
     AssetEventStream,
@@ -61,10 +65,11 @@ def run_step(
             context.log.warning("%s falls back to its full command: %s", step.name, fallback.reason)
             report = _execute(context, spec, step, fallback, store)
 
-    if report.results is not None and report.target_dir is not None and spec.asset_events:
+    if report.results is not None and report.target_dir is not None and _reports_assets(spec, step):
         yield from _remaining_asset_events(context, spec, report)
     if report.failed and step.blocking:
-        if context.retry_number >= spec.max_step_retries:
+        interrupted = report.result is not None and report.result.interrupted
+        if context.retry_number >= spec.max_step_retries and not interrupted:
             _tag_final_failure(context, spec, report)
         raise DbtStepFailure(report.description(), report.metadata())
     if report.failed:
@@ -96,24 +101,33 @@ def _remaining_asset_events(
             spec.translator_or_default(),
             skip=report.streamed_nodes,
         )
-    if report.streamed_nodes:
-        context.log.debug(
-            "Asset events: the writer process handled %d nodes while dbt ran, the step %d",
-            len(report.streamed_nodes),
+    if report.streamed and remaining:
+        context.log.warning(
+            "The asset event writer process did not write the events of %d nodes "
+            "(see the run's stderr); this step writes them now",
             len(remaining),
         )
     for event in remaining:
         yield event.to_dagster()
 
 
+def _reports_assets(spec: DbtJobSpec, step: StepSpec) -> bool:
+    return spec.asset_events and step.command.subcommand in REPORTING_SUBCOMMANDS
+
+
 def _start_asset_stream(
-    context: dg.OpExecutionContext, spec: DbtJobSpec, target_dir: Path
+    context: dg.OpExecutionContext, spec: DbtJobSpec, step: StepSpec, target_dir: Path
 ) -> AssetEventStream | None:
     """Start streaming asset events to the writer process, if the job and instance allow it."""
-    if not (spec.asset_events and spec.stream_asset_events):
+    if not (_reports_assets(spec, step) and spec.stream_asset_events):
         return None
     writer = writer_for(context.instance)
     if writer is None:
+        if not context.instance.is_ephemeral:
+            context.log.warning(
+                "No asset event writer process (it exited or cannot start; see the run's "
+                "stderr): this step writes its asset events after dbt finishes"
+            )
         return None
     try:
         return AssetEventStream(writer, step_identity(context), target_dir, spec.translator)
@@ -203,7 +217,7 @@ def _execute(
     )
     write_record(target_dir, record)
 
-    stream = _start_asset_stream(context, spec, target_dir)
+    stream = _start_asset_stream(context, spec, step, target_dir)
     context.log.info("Starting: dbt %s", shlex.join(args))
     try:
         result = invoke_dbt(args, spec.project_dir, [stream.on_dbt_event] if stream else [])
@@ -233,6 +247,7 @@ def _execute(
         results,
         store.location_of(target_dir),
         streamed_nodes=frozenset(streamed),
+        streamed=stream is not None,
     )
 
 
@@ -247,6 +262,7 @@ def _retry_was_impossible(report: StepReport) -> bool:
     return (
         report.plan.mode is StepMode.RETRY
         and report.result is not None
+        and not report.result.interrupted
         and report.result.exit_code == EXIT_INVOCATION_ERROR
         and report.results is None
     )
