@@ -427,6 +427,9 @@ class _StepContextStandIn:
         self._manifest_nodes: dict[str, Any] | None = None
         self._translator: Any = None
 
+    def release_manifest(self) -> None:
+        self._manifest_nodes = None
+
     def translate(self, node: list[Any]) -> NodeEvent | None:
         if self._translator is None:
             from dagster_dbt import DagsterDbtTranslator
@@ -494,6 +497,9 @@ def _main() -> int:
             message = json.loads(line)
             if "seq" not in message:
                 context_id = message.pop("context")
+                # Steps of a process run one after another: keep one manifest in memory.
+                for earlier in contexts.values():
+                    earlier.release_manifest()
                 try:
                     contexts[context_id] = _StepContextStandIn(instance, message)
                 except Exception:  # noqa: BLE001 - its events fail with a KeyError
