@@ -222,17 +222,9 @@ def test_writer_reports_events_it_cannot_write(instance: dg.DagsterInstance) -> 
     assert [record.dagster_event.asset_key.path for record in written] == [["m_1"]]
 
 
-@pytest.mark.parametrize("stream", [True, False])
-def test_asset_events_off_writes_none(
-    instance: dg.DagsterInstance, project: SampleProject, stream: bool
-) -> None:
+def test_asset_events_off_writes_none(instance: dg.DagsterInstance, project: SampleProject) -> None:
     outcome = JobRunner(
-        instance,
-        "quiet",
-        project,
-        ["dbt seed", "dbt run"],
-        asset_events=False,
-        stream_asset_events=stream,
+        instance, "quiet", project, ["dbt seed", "dbt run"], asset_events=False
     ).run()
 
     assert outcome.success

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,10 +145,14 @@ def node_event(
 def node_events(
     results: RunResults,
     target_dir: Path,
-    translator: DagsterDbtTranslator,
+    get_translator: Callable[[], DagsterDbtTranslator],
     skip: Collection[str] = frozenset(),
 ) -> list[NodeEvent]:
-    """Build the asset events of the reported nodes of an invocation, except those in `skip`."""
+    """Build the asset events of the reported nodes of an invocation, except those in `skip`.
+
+    `get_translator` is called only if some node needs an event, so that a step
+    whose events the writer process wrote never imports dagster-dbt.
+    """
     nodes = [
         node
         for node in results.nodes
@@ -159,6 +163,7 @@ def node_events(
     manifest_nodes = read_manifest_nodes(target_dir)
     if manifest_nodes is None:
         return []
+    translator = get_translator()
 
     events = (
         node_event(

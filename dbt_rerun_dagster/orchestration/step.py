@@ -14,11 +14,7 @@ from dbt_rerun_dagster.dbt.invoke import EXIT_INVOCATION_ERROR, invoke_dbt
 from dbt_rerun_dagster.dbt.plan import StepMode, StepPlan, plan_full, plan_resume
 from dbt_rerun_dagster.dbt.results import load_run_results
 from dbt_rerun_dagster.errors import DbtStepFailure, RunResultsError
-from dbt_rerun_dagster.orchestration.assets import (
-    REPORTING_SUBCOMMANDS,
-    is_reported,
-    node_events,
-)
+from dbt_rerun_dagster.orchestration.assets import REPORTING_SUBCOMMANDS, node_events
 from dbt_rerun_dagster.orchestration.event_writer import (
     INTERRUPTED_FLUSH_SECONDS,
     AssetEventStream,
@@ -89,18 +85,12 @@ def _remaining_asset_events(
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """Yield the asset events of the invocation that the writer process did not write."""
     assert report.results is not None and report.target_dir is not None
-    if not any(
-        node.unique_id not in report.streamed_nodes and is_reported(node.resource_type, node.status)
-        for node in report.results.nodes
-    ):
-        remaining = []
-    else:
-        remaining = node_events(
-            report.results,
-            report.target_dir,
-            spec.translator_or_default(),
-            skip=report.streamed_nodes,
-        )
+    remaining = node_events(
+        report.results,
+        report.target_dir,
+        spec.translator_or_default,
+        skip=report.streamed_nodes,
+    )
     if report.streamed and remaining:
         context.log.warning(
             "The asset event writer process did not write the events of %d nodes "
