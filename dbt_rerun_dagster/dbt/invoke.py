@@ -90,12 +90,12 @@ def invoke_dbt(
     )
 
 
-# What Dagster raises in a run worker that is being terminated (SIGINT).
+# The exception Dagster raises in a run worker that is being terminated (SIGINT).
 _INTERRUPTS = frozenset({"DagsterExecutionInterruptedError"})
 
 
 def _was_interrupted(error: BaseException | None) -> bool:
-    """Whether dbt stopped on an interrupt, possibly raised again as another error.
+    """Return whether dbt stopped on an interrupt, possibly raised again as another error.
 
     On an interrupt dbt cancels its open connections; dbt-duckdb 1.11 then
     raises "connection is busy", whose context is the interrupt.
