@@ -95,7 +95,7 @@ def run_failed_then_rerun(
     return failed.run_id, rerun.run_id
 
 
-def test_streamed_events_equal_the_events_the_step_writes(
+def test_streamed_events_match_step_events(
     instance: dg.DagsterInstance, project: SampleProject
 ) -> None:
     streamed_runs = run_failed_then_rerun(instance, project, "streamed")
@@ -123,7 +123,7 @@ def test_streamed_events_equal_the_events_the_step_writes(
     assert sorted(failed_keys) == sorted(expected)
 
 
-def test_every_asset_event_precedes_its_step_success(
+def test_asset_events_precede_step_success(
     instance: dg.DagsterInstance, project: SampleProject
 ) -> None:
     outcome = JobRunner(instance, "ordered", project, NIGHTLY_STEPS).run()
@@ -145,7 +145,7 @@ def test_every_asset_event_precedes_its_step_success(
     assert all(position < success_position[step] for step, position in asset_positions)
 
 
-def test_ephemeral_instance_gets_events_from_the_step(project: SampleProject) -> None:
+def test_ephemeral_instance_step_events(project: SampleProject) -> None:
     from tests.jobs import make_job
 
     job = make_job("ephemeral", str(project.path), ["dbt seed", "dbt run"])
@@ -183,7 +183,7 @@ def _model_event(index: int) -> NodeEvent:
     )
 
 
-def test_writer_that_dies_confirms_only_what_it_wrote(instance: dg.DagsterInstance) -> None:
+def test_dead_writer_confirms_written_events(instance: dg.DagsterInstance) -> None:
     run_id = "0" * 8 + "-writer-death"
     writer = AssetEventWriter(serialize_value(instance.get_ref()))
     context_id = writer.register_step(_identity(run_id))
@@ -204,7 +204,7 @@ def test_writer_that_dies_confirms_only_what_it_wrote(instance: dg.DagsterInstan
     ]
 
 
-def test_writer_reports_events_it_cannot_write(instance: dg.DagsterInstance) -> None:
+def test_writer_reports_failed_events(instance: dg.DagsterInstance) -> None:
     run_id = "0" * 8 + "-writer-refusal"
     writer = AssetEventWriter(serialize_value(instance.get_ref()))
     context_id = writer.register_step(_identity(run_id))
@@ -231,7 +231,7 @@ def test_asset_events_off_writes_none(instance: dg.DagsterInstance, project: Sam
     assert asset_records(instance, outcome.run_id) == []
 
 
-def test_stuck_writer_is_stopped_without_confirming(instance: dg.DagsterInstance) -> None:
+def test_stuck_writer_is_stopped(instance: dg.DagsterInstance) -> None:
     run_id = "0" * 8 + "-writer-stuck"
     writer = AssetEventWriter(serialize_value(instance.get_ref()))
     context_id = writer.register_step(_identity(run_id))
@@ -343,9 +343,7 @@ def model(dbt, session):
 """
 
 
-def test_writer_killed_during_dbt_run_loses_no_event(
-    instance: dg.DagsterInstance, project: SampleProject
-) -> None:
+def test_killed_writer_loses_no_event(instance: dg.DagsterInstance, project: SampleProject) -> None:
     project.write("models/marts/kill_writer.py", KILL_WRITER_MODEL)
     project.write(
         "models/marts/after_kill.sql", "select killed_writers from {{ ref('kill_writer') }}"
@@ -440,7 +438,7 @@ with dg.DagsterInstance.get() as instance:
 """
 
 
-def test_run_worker_does_not_import_dagster_dbt(dagster_home: Path, project: SampleProject) -> None:
+def test_run_worker_skips_dagster_dbt(dagster_home: Path, project: SampleProject) -> None:
     completed = subprocess.run(
         [sys.executable, "-c", RUN_WORKER_IMPORTS, str(project.path)],
         capture_output=True,
