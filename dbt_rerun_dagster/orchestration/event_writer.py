@@ -6,7 +6,7 @@ its default SQLite storage (benchmarks/bench_event_cost.py). A profile shows
 seed and data test. Written by the step after dbt finished, 1521 events
 added 13.9 s to a 1000-model seed/run/test job (benchmarks/RESULTS.md).
 dbt runs in the step's process and keeps one core busy with Python, so a
-thread would only take turns with it under the GIL; a second process writes
+thread would only take turns with it under the GIL. A second process writes
 on the other core while dbt works. Dagster's own multiprocess executor has
 several processes writing one run's event log in the same way.
 
@@ -21,13 +21,13 @@ Protocol, one JSON object per line on the writer's stdin:
   execution time, message]}` is a finished node whose event the writer
   builds itself, from the manifest in the step's target directory, with
   dagster-dbt's default translator. Steps send nodes when the job has no
-  custom translator, so that the step's process never imports dagster-dbt
-  (0.3 s and 45 MB).
+  custom translator, so that the step's process imports dagster-dbt
+  (0.3 s and 45 MB) only when it writes events itself.
 The writer responds on stdout with `ok N` (written), `none N` (the node
 gets no event) or `err N <reason>`. The step yields itself every event that
-got neither `ok` nor `none`. A writer that cannot
-start, dies or falls behind thus loses no event. At most the event it was
-writing when it died can appear twice.
+got neither `ok` nor `none`, so a writer that cannot start, dies, or sends
+no response for 60 s loses no event. At most the event it was writing when
+it died can appear twice.
 
 The writer builds Dagster events with Dagster's own factories
 (`DagsterEvent.asset_materialization`, `DagsterEvent.asset_check_evaluation`)

@@ -216,6 +216,8 @@ def _execute(
         if stream is not None:
             stream.finish(stall_seconds=INTERRUPTED_FLUSH_SECONDS)
         raise
+    # NOTE: after an interrupt, dbt-duckdb cannot cancel running statements, so
+    # nodes that dbt's threads finish after this point get no asset event.
     streamed = stream.finish() if stream is not None else set()
     context.log.info("Finished: dbt %s exited with code %d", args[0], result.exit_code)
 
